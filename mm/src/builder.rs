@@ -6,8 +6,8 @@
 use core::fmt;
 
 use pagewalk::{
-    walk, AddrRange, BadEntry, BadReason, EncodeError, Flow, Format, Hole, Leaf, Level, MapAttrs,
-    ReadFault, TableMemoryMut, Visitor, ENTRIES_PER_TABLE, PAGE_SIZE,
+    walk, AddrRange, BadEntry, BadReason, EncodeError, Flow, Format, Hole, Leaf, Level, MapAttrs, ReadFault,
+    TableMemoryMut, Visitor, ENTRIES_PER_TABLE, PAGE_SIZE,
 };
 
 use crate::addr::PhysAddr;
@@ -68,18 +68,9 @@ impl<T: TableMemoryMut + FrameAllocator> TableSpace for T {}
 /// The entry that covers one address, as the walker found it.
 #[derive(Clone, Copy, Debug)]
 enum Covering {
-    Hole {
-        level: Level,
-        entry_addr: u64,
-    },
-    Leaf {
-        level: Level,
-        entry_addr: u64,
-        raw: u64,
-    },
-    Bad {
-        reason: BadReason,
-    },
+    Hole { level: Level, entry_addr: u64 },
+    Leaf { level: Level, entry_addr: u64, raw: u64 },
+    Bad { reason: BadReason },
 }
 
 struct Probe(Option<Covering>);
@@ -123,10 +114,7 @@ impl<'f, F: Format + ?Sized> TableBuilder<'f, F> {
 
     /// Continues building an existing tree.
     pub fn with_root(format: &'f F, root: PhysAddr) -> Self {
-        TableBuilder {
-            format,
-            root: root.0,
-        }
+        TableBuilder { format, root: root.0 }
     }
 
     pub fn root(&self) -> PhysAddr {
@@ -175,20 +163,12 @@ impl<'f, F: Format + ?Sized> TableBuilder<'f, F> {
             loop {
                 match self.covering(space, va)? {
                     Covering::Leaf { .. } => return Err(MapError::AlreadyMapped(va)),
-                    Covering::Bad { reason } => {
-                        return Err(MapError::BadEntry { addr: va, reason })
-                    }
-                    Covering::Hole {
-                        level: at,
-                        entry_addr,
-                    } if at < level => {
+                    Covering::Bad { reason } => return Err(MapError::BadEntry { addr: va, reason }),
+                    Covering::Hole { level: at, entry_addr } if at < level => {
                         let table = alloc_zeroed(space, 1)?;
                         space.write_u64(entry_addr, self.format.encode_table(at, table))?;
                     }
-                    Covering::Hole {
-                        level: at,
-                        entry_addr,
-                    } if at == level => {
+                    Covering::Hole { level: at, entry_addr } if at == level => {
                         space.write_u64(entry_addr, self.format.encode_leaf(level, pa, attrs)?)?;
                         break;
                     }
@@ -206,12 +186,7 @@ impl<'f, F: Format + ?Sized> TableBuilder<'f, F> {
 
     /// Removes every mapping in `[va, va + len)`, splitting blocks that
     /// straddle its edges. Tables are left in place (possibly empty).
-    pub fn unmap<S: TableSpace + ?Sized>(
-        &self,
-        space: &mut S,
-        va: u64,
-        len: u64,
-    ) -> Result<(), MapError> {
+    pub fn unmap<S: TableSpace + ?Sized>(&self, space: &mut S, va: u64, len: u64) -> Result<(), MapError> {
         check_range(va, len)?;
         let (mut va, mut left) = (va, len);
         while left > 0 {
@@ -222,11 +197,7 @@ impl<'f, F: Format + ?Sized> TableBuilder<'f, F> {
                     va = va.wrapping_add(step);
                     continue;
                 }
-                Covering::Leaf {
-                    level,
-                    entry_addr,
-                    raw,
-                } => (level, entry_addr, raw),
+                Covering::Leaf { level, entry_addr, raw } => (level, entry_addr, raw),
                 Covering::Bad { reason } => return Err(MapError::BadEntry { addr: va, reason }),
             };
             let size = level.entry_size();
@@ -273,8 +244,7 @@ impl<'f, F: Format + ?Sized> TableBuilder<'f, F> {
 
 fn check_range(va: u64, len: u64) -> Result<(), MapError> {
     // `va + len` may be exactly 2^64 (a range ending at the top of the space).
-    if va % PAGE_SIZE != 0 || len % PAGE_SIZE != 0 || (len > 0 && va.checked_add(len - 1).is_none())
-    {
+    if va % PAGE_SIZE != 0 || len % PAGE_SIZE != 0 || (len > 0 && va.checked_add(len - 1).is_none()) {
         return Err(MapError::Misaligned);
     }
     Ok(())
@@ -282,10 +252,7 @@ fn check_range(va: u64, len: u64) -> Result<(), MapError> {
 
 fn alloc_zeroed<S: TableSpace + ?Sized>(space: &mut S, tables: usize) -> Result<u64, MapError> {
     let align = (tables as u64 * PAGE_SIZE).next_power_of_two();
-    let base = space
-        .alloc_frames(tables, align)
-        .ok_or(MapError::OutOfFrames)?
-        .0;
+    let base = space.alloc_frames(tables, align).ok_or(MapError::OutOfFrames)?.0;
     for offset in (0..tables as u64 * PAGE_SIZE).step_by(8) {
         space.write_u64(base + offset, 0)?;
     }

@@ -2,9 +2,7 @@ use mm::{Arena, MapError, TableBuilder};
 use pagewalk::arm64::{Half, Regime, Stage1, Stage2};
 use pagewalk::ept::Ept;
 use pagewalk::x86::{Npt, X86_64};
-use pagewalk::{
-    translate, walk, Access, AddrRange, Flow, Format, Leaf, Level, MapAttrs, MemType, Visitor,
-};
+use pagewalk::{translate, walk, Access, AddrRange, Flow, Format, Leaf, Level, MapAttrs, MemType, Visitor};
 
 struct Leaves(Vec<(u64, u64, u64, Level)>);
 impl Visitor for Leaves {
@@ -28,8 +26,7 @@ fn x86_upper_half_uses_huge_pages_and_translates() {
     let mut a = Arena::new(0x10_0000, 1 << 20);
     let b = TableBuilder::new(&f, &mut a).unwrap();
     let va = 0xffff_ffff_8000_0000;
-    b.map(&mut a, va, 0x4000_0000, 0x40_0000 + 0x1000, &RW)
-        .unwrap();
+    b.map(&mut a, va, 0x4000_0000, 0x40_0000 + 0x1000, &RW).unwrap();
     let got = leaves(&f, &a, b.root().0);
     assert_eq!(
         got,
@@ -62,10 +59,7 @@ fn unmap_splits_a_block() {
     let got = leaves(&f, &a, b.root().0);
     assert_eq!(got.len(), 1 + 510 + 511);
     assert!(translate(&f, &a, b.root().0, va + 0x1000).is_err());
-    assert_eq!(
-        translate(&f, &a, b.root().0, va + 0x2000).unwrap().out,
-        0x4000_2000
-    );
+    assert_eq!(translate(&f, &a, b.root().0, va + 0x2000).unwrap().out, 0x4000_2000);
     assert_eq!(
         translate(&f, &a, b.root().0, va + 0x3fff_f000).unwrap().out,
         0x7fff_f000
@@ -92,8 +86,5 @@ fn every_format_round_trips() {
     check(&Ept::five_level(), 0x100_0000_0000_0000);
     check(&Stage2::new(40, 1).unwrap(), 0xff_0000_0000);
     check(&Stage2::new(44, 0).unwrap(), 0xfff_0000_0000);
-    check(
-        &Stage1::new(39, Half::Lower, Regime::El2).unwrap(),
-        0x40_0000_0000,
-    );
+    check(&Stage1::new(39, Half::Lower, Regime::El2).unwrap(), 0x40_0000_0000);
 }

@@ -2,9 +2,7 @@
 //! and EL2 regimes) and stage-2. 16K/64K granules and LPA2 are refused by
 //! the constructors, never misread.
 
-use crate::format::{
-    bits, AddressSpace, BadReason, ConfigError, Decoded, EncodeError, Format, MapAttrs, MemType,
-};
+use crate::format::{bits, AddressSpace, BadReason, ConfigError, Decoded, EncodeError, Format, MapAttrs, MemType};
 use crate::types::{Access, Level};
 
 /// Output address bits [47:12] of a 48-bit-OA, 4 KiB-granule descriptor.
@@ -276,10 +274,7 @@ impl Stage1 {
                     .with_if(Access::USER, user)
                     .with_if(Access::EXEC_USER, raw & UXN == 0)
                     // Memory EL0 may write is never privileged-executable.
-                    .with_if(
-                        Access::EXEC_PRIV,
-                        raw & PXN == 0 && !(user && raw & AP_RDONLY == 0),
-                    );
+                    .with_if(Access::EXEC_PRIV, raw & PXN == 0 && !(user && raw & AP_RDONLY == 0));
                 access
             }
         }
@@ -566,12 +561,7 @@ impl Format for Stage2 {
             (false, false) => 0b10,
             (true, false) => 0b11,
         };
-        let mut raw = out
-            | leaf_type(level)
-            | AF
-            | SH_INNER
-            | (memattr << S2_MEMATTR_SHIFT)
-            | (xn << S2_XN_SHIFT);
+        let mut raw = out | leaf_type(level) | AF | SH_INNER | (memattr << S2_MEMATTR_SHIFT) | (xn << S2_XN_SHIFT);
         if a.contains(Access::READ) {
             raw |= S2AP_R;
         }

@@ -1,8 +1,6 @@
 //! Intel EPT (guest-physical to host-physical), 4- and 5-level.
 
-use crate::format::{
-    bits, AddressSpace, BadReason, ConfigError, Decoded, EncodeError, Format, MapAttrs, MemType,
-};
+use crate::format::{bits, AddressSpace, BadReason, ConfigError, Decoded, EncodeError, Format, MapAttrs, MemType};
 use crate::types::{Access, Level};
 
 pub const READ: u64 = 1 << 0;
@@ -113,8 +111,7 @@ impl Format for Ept {
         AddressSpace::Direct
     }
     fn decode(&self, level: Level, raw: u64) -> Decoded {
-        let present =
-            raw & (READ | WRITE | EXEC) != 0 || (self.mode_based_exec && raw & USER_EXEC != 0);
+        let present = raw & (READ | WRITE | EXEC) != 0 || (self.mode_based_exec && raw & USER_EXEC != 0);
         if !present {
             return Decoded::Absent;
         }

@@ -61,12 +61,8 @@ impl fmt::Display for BadReason {
             BadReason::ReservedBits(bits) => write!(f, "reserved bits set ({bits:#x})"),
             BadReason::BlockNotAllowed => f.write_str("block mapping not allowed at this level"),
             BadReason::ReservedDescriptor => f.write_str("reserved descriptor type"),
-            BadReason::MisalignedOutput => {
-                f.write_str("output address not aligned to the block size")
-            }
-            BadReason::WriteWithoutRead => {
-                f.write_str("writable but not readable (EPT misconfiguration)")
-            }
+            BadReason::MisalignedOutput => f.write_str("output address not aligned to the block size"),
+            BadReason::WriteWithoutRead => f.write_str("writable but not readable (EPT misconfiguration)"),
             BadReason::ReservedMemoryType(t) => write!(f, "reserved memory type {t}"),
             BadReason::UnreadableTable { table } => {
                 write!(f, "next table at {table:#x} is not readable")
@@ -223,10 +219,7 @@ impl fmt::Display for ConfigError {
                 write!(f, "{bits}-bit input addresses are out of range")
             }
             ConfigError::BadStartLevel { level, ipa_bits } => {
-                write!(
-                    f,
-                    "start level {level} cannot translate a {ipa_bits}-bit IPA space"
-                )
+                write!(f, "start level {level} cannot translate a {ipa_bits}-bit IPA space")
             }
             ConfigError::BadLevels { levels } => {
                 write!(f, "{levels}-level paging is not supported")

@@ -21,17 +21,11 @@ mod types;
 mod walk;
 pub mod x86;
 
-pub use format::{
-    AddressSpace, BadReason, ConfigError, Decoded, EncodeError, Format, MapAttrs, MemType,
-};
-pub use memory::{
-    MemoryImage, MemoryImageMut, ReadFault, TableMemory, TableMemoryMut, ThroughStage2,
-};
+pub use format::{AddressSpace, BadReason, ConfigError, Decoded, EncodeError, Format, MapAttrs, MemType};
+pub use memory::{MemoryImage, MemoryImageMut, ReadFault, TableMemory, TableMemoryMut, ThroughStage2};
 pub use translate::{translate, TranslateError, Translation};
 pub use types::{Access, AddrRange, Level};
-pub use walk::{
-    walk, walk_with, BadEntry, Flow, Hole, Leaf, TableVisit, Visitor, WalkLimits, WalkSummary,
-};
+pub use walk::{walk, walk_with, BadEntry, Flow, Hole, Leaf, TableVisit, Visitor, WalkLimits, WalkSummary};
 
 /// Every supported format uses the 4 KiB granule: 512 eight-byte entries a table.
 pub const PAGE_SHIFT: u32 = 12;

@@ -65,12 +65,7 @@ impl Visitor for One {
 
 /// Translates one address: a walk of a one-byte range, so that single-address
 /// lookups and whole-table walks cannot disagree.
-pub fn translate<F, M>(
-    format: &F,
-    mem: &M,
-    root: u64,
-    addr: u64,
-) -> Result<Translation, TranslateError>
+pub fn translate<F, M>(format: &F, mem: &M, root: u64, addr: u64) -> Result<Translation, TranslateError>
 where
     F: Format + ?Sized,
     M: TableMemory + ?Sized,

@@ -152,14 +152,8 @@ impl AddrRange {
     /// Returns `None` for an empty range.
     pub const fn new(start: u64, end: Option<u64>) -> Option<AddrRange> {
         match end {
-            None => Some(AddrRange {
-                start,
-                last: u64::MAX,
-            }),
-            Some(end) if end > start => Some(AddrRange {
-                start,
-                last: end - 1,
-            }),
+            None => Some(AddrRange { start, last: u64::MAX }),
+            Some(end) if end > start => Some(AddrRange { start, last: end - 1 }),
             Some(_) => None,
         }
     }

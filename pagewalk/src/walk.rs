@@ -98,9 +98,7 @@ pub struct WalkLimits {
 
 impl Default for WalkLimits {
     fn default() -> Self {
-        WalkLimits {
-            max_tables: u64::MAX,
-        }
+        WalkLimits { max_tables: u64::MAX }
     }
 }
 
@@ -149,13 +147,7 @@ const EMPTY_FRAME: Frame = Frame {
 
 /// Walks the tables rooted at `root` over `range` (addresses as the format
 /// reports them), with no limits.
-pub fn walk<F, M, V>(
-    format: &F,
-    mem: &M,
-    root: u64,
-    range: AddrRange,
-    visitor: &mut V,
-) -> WalkSummary
+pub fn walk<F, M, V>(format: &F, mem: &M, root: u64, range: AddrRange, visitor: &mut V) -> WalkSummary
 where
     F: Format + ?Sized,
     M: TableMemory + ?Sized,
@@ -198,11 +190,7 @@ where
 /// canonical halves of x86 virtual addresses).
 fn segments<F: Format + ?Sized>(format: &F, range: AddrRange) -> [Option<AddrRange>; 2] {
     let bits = format.input_bits().min(64);
-    let span_last = if bits >= 64 {
-        u64::MAX
-    } else {
-        (1u64 << bits) - 1
-    };
+    let span_last = if bits >= 64 { u64::MAX } else { (1u64 << bits) - 1 };
     match format.address_space() {
         AddressSpace::Direct => [
             range.intersect(&AddrRange {
@@ -439,12 +427,7 @@ where
     /// refuses a table that is its own ancestor, and probes the first entry
     /// the walk would read so that an unreadable table is reported once, at
     /// the entry that points to it.
-    fn check_table(
-        &mut self,
-        table: u64,
-        first_index: u64,
-        ancestors: &[Frame],
-    ) -> Result<(), BadReason> {
+    fn check_table(&mut self, table: u64, first_index: u64, ancestors: &[Frame]) -> Result<(), BadReason> {
         if ancestors.iter().any(|f| f.table == table) {
             return Err(BadReason::TableCycle { table });
         }

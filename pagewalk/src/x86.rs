@@ -1,9 +1,7 @@
 //! x86-64 long-mode paging (4-level and 5-level/LA57) and AMD NPT, which
 //! uses the same entries over guest-physical addresses.
 
-use crate::format::{
-    bits, AddressSpace, BadReason, ConfigError, Decoded, EncodeError, Format, MapAttrs, MemType,
-};
+use crate::format::{bits, AddressSpace, BadReason, ConfigError, Decoded, EncodeError, Format, MapAttrs, MemType};
 use crate::types::{Access, Level};
 
 pub const PRESENT: u64 = 1 << 0;
@@ -117,13 +115,7 @@ impl Paging {
         out | attrs
     }
 
-    fn encode_leaf(
-        &self,
-        level: Level,
-        out: u64,
-        attrs: &MapAttrs,
-        force_user: bool,
-    ) -> Result<u64, EncodeError> {
+    fn encode_leaf(&self, level: Level, out: u64, attrs: &MapAttrs, force_user: bool) -> Result<u64, EncodeError> {
         if !(1..=3).contains(&level.0) {
             return Err(EncodeError::NoBlockAtLevel(level));
         }

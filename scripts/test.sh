@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# hv's single test command: sets up what is missing, then runs every test.
+#   scripts/test.sh            everything
+#   scripts/test.sh host       only the host tests (cargo fmt/clippy/test)
+# Each area's QEMU and tool tests live in scripts/tests.d/NN-name.sh and run in order.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+only=${1:-}
+
+step() { printf '\n=== %s ===\n' "$*"; }
+
+step setup
+bash scripts/setup.sh
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "cargo test (host crates)"
+cargo test --workspace 2>&1 | tee target/host-tests.log
+grep -q '^test result: ok' target/host-tests.log
+
+[ "$only" = host ] && exit 0
+
+failed=0
+for t in scripts/tests.d/*.sh; do
+    [ -e "$t" ] || continue
+    step "$t"
+    if ! bash "$t"; then
+        echo "FAILED: $t"
+        failed=$((failed + 1))
+    fi
+done
+if [ "$failed" -ne 0 ]; then
+    echo "$failed test script(s) failed"
+    exit 1
+fi
+echo "all tests passed"
