@@ -16,10 +16,10 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 
 step "cargo clippy -D warnings"
-cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy --all-targets -- -D warnings
 
 step "cargo test (host crates)"
-cargo test --workspace 2>&1 | tee target/host-tests.log
+cargo test 2>&1 | tee target/host-tests.log
 grep -q '^test result: ok' target/host-tests.log
 
 [ "$only" = host ] && exit 0
