@@ -24,6 +24,7 @@ impl Arena {
             frames: BumpAllocator::new(PhysAddr(base), PhysAddr(end)),
         }
     }
+    #[inline]
     pub fn image(&self) -> MemoryImage<'_> {
         MemoryImage::new(self.base, &self.bytes)
     }
@@ -43,6 +44,7 @@ impl Arena {
 }
 
 impl TableMemory for Arena {
+    #[inline]
     fn read_u64(&self, addr: u64) -> Result<u64, ReadFault> {
         self.image().read_u64(addr)
     }

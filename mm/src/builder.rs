@@ -154,7 +154,7 @@ impl<'f, F: Format + ?Sized> TableBuilder<'f, F> {
         attrs: &MapAttrs,
     ) -> Result<(), MapError> {
         check_range(va, len)?;
-        if pa % PAGE_SIZE != 0 || pa.checked_add(len).is_none() {
+        if !pa.is_multiple_of(PAGE_SIZE) || pa.checked_add(len).is_none() {
             return Err(MapError::Misaligned);
         }
         let (mut va, mut pa, mut left) = (va, pa, len);
@@ -233,7 +233,7 @@ impl<'f, F: Format + ?Sized> TableBuilder<'f, F> {
         let mut level = self.format.root_level();
         while !level.is_page() {
             let size = level.entry_size();
-            if self.format.leaf_allowed(level) && va % size == 0 && pa % size == 0 && left >= size {
+            if self.format.leaf_allowed(level) && va.is_multiple_of(size) && pa.is_multiple_of(size) && left >= size {
                 return level;
             }
             level = level.next();
@@ -244,7 +244,8 @@ impl<'f, F: Format + ?Sized> TableBuilder<'f, F> {
 
 fn check_range(va: u64, len: u64) -> Result<(), MapError> {
     // `va + len` may be exactly 2^64 (a range ending at the top of the space).
-    if va % PAGE_SIZE != 0 || len % PAGE_SIZE != 0 || (len > 0 && va.checked_add(len - 1).is_none()) {
+    if !va.is_multiple_of(PAGE_SIZE) || !len.is_multiple_of(PAGE_SIZE) || (len > 0 && va.checked_add(len - 1).is_none())
+    {
         return Err(MapError::Misaligned);
     }
     Ok(())

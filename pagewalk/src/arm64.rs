@@ -7,8 +7,11 @@ use crate::types::{Access, Level};
 
 /// Output address bits [47:12] of a 48-bit-OA, 4 KiB-granule descriptor.
 const OA_MASK: u64 = bits(47, 12);
-/// OA[51:48] are RES0 without LPA2.
+/// OA[51:48] are RES0 in a table descriptor without LPA2.
 const OA_HIGH_RES0: u64 = bits(51, 48);
+/// In a block or page descriptor only bits 49:48 are RES0: bit 50 is GP
+/// (BTI guarded page) and bit 51 is DBM, both set by Linux (PTE_WRITE is DBM).
+const LEAF_HIGH_RES0: u64 = bits(49, 48);
 const VALID: u64 = 1 << 0;
 const TABLE_OR_PAGE: u64 = 1 << 1;
 /// Descriptor bit 1 set: table (levels 0-2) or page (level 3).
@@ -108,14 +111,17 @@ enum Shape {
     Bad(BadReason),
 }
 
+#[inline]
 fn shape(level: Level, raw: u64) -> Shape {
     if raw & VALID == 0 {
         return Shape::Absent;
     }
-    if raw & OA_HIGH_RES0 != 0 {
-        return Shape::Bad(BadReason::ReservedBits(raw & OA_HIGH_RES0));
-    }
     let is_table_bit = raw & TABLE_OR_PAGE != 0;
+    let is_leaf = level.is_page() || !is_table_bit;
+    let res0 = raw & if is_leaf { LEAF_HIGH_RES0 } else { OA_HIGH_RES0 };
+    if res0 != 0 {
+        return Shape::Bad(BadReason::ReservedBits(res0));
+    }
     if level.is_page() {
         return if is_table_bit {
             Shape::Leaf(raw & OA_MASK)
@@ -264,6 +270,7 @@ impl Stage1 {
         (self.mair >> (index * 8)) as u8
     }
 
+    #[inline]
     fn leaf_access(&self, raw: u64) -> Access {
         let mut access = Access::READ.with_if(Access::WRITE, raw & AP_RDONLY == 0);
         match self.regime {
@@ -280,6 +287,7 @@ impl Stage1 {
         }
     }
 
+    #[inline]
     fn table_allows(&self, raw: u64) -> Access {
         let mut allows = Access::ALL.with_if(Access::WRITE, raw & AP_TABLE_RDONLY == 0);
         match self.regime {
@@ -306,18 +314,22 @@ impl Stage1 {
 }
 
 impl Format for Stage1 {
+    #[inline]
     fn root_level(&self) -> Level {
         self.root_level
     }
+    #[inline]
     fn root_entries(&self) -> usize {
         self.root_entries
     }
+    #[inline]
     fn address_space(&self) -> AddressSpace {
         match self.half {
             Half::Lower => AddressSpace::Direct,
             Half::Upper => AddressSpace::UpperHalf,
         }
     }
+    #[inline]
     fn decode(&self, level: Level, raw: u64) -> Decoded {
         match shape(level, raw) {
             Shape::Absent => Decoded::Absent,
@@ -489,6 +501,7 @@ impl Stage2 {
         self.start_level
     }
 
+    #[inline]
     fn leaf_access(raw: u64) -> Access {
         let exec = match (raw & S2_XN_MASK) >> S2_XN_SHIFT {
             0b00 => Access::EXEC,
@@ -504,15 +517,19 @@ impl Stage2 {
 }
 
 impl Format for Stage2 {
+    #[inline]
     fn root_level(&self) -> Level {
         self.start_level
     }
+    #[inline]
     fn root_entries(&self) -> usize {
         self.root_entries
     }
+    #[inline]
     fn address_space(&self) -> AddressSpace {
         AddressSpace::Direct
     }
+    #[inline]
     fn decode(&self, level: Level, raw: u64) -> Decoded {
         match shape(level, raw) {
             Shape::Absent => Decoded::Absent,

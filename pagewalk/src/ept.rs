@@ -81,10 +81,12 @@ impl Ept {
         self.mode_based_exec
     }
 
+    #[inline]
     fn addr_mask(&self) -> u64 {
         bits(self.phys_bits - 1, 12)
     }
 
+    #[inline]
     fn rights(&self, raw: u64) -> Access {
         let priv_exec = raw & EXEC != 0;
         let user_exec = if self.mode_based_exec {
@@ -101,15 +103,19 @@ impl Ept {
 }
 
 impl Format for Ept {
+    #[inline]
     fn root_level(&self) -> Level {
         Level(4 - self.levels as i8)
     }
+    #[inline]
     fn root_entries(&self) -> usize {
         512
     }
+    #[inline]
     fn address_space(&self) -> AddressSpace {
         AddressSpace::Direct
     }
+    #[inline]
     fn decode(&self, level: Level, raw: u64) -> Decoded {
         let present = raw & (READ | WRITE | EXEC) != 0 || (self.mode_based_exec && raw & USER_EXEC != 0);
         if !present {

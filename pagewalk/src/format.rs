@@ -162,6 +162,7 @@ pub trait Format {
     fn split_leaf(&self, level: Level, raw: u64, index: u64) -> u64;
 
     /// Bits of input address the root resolves: the index space is `[0, 1 << input_bits)`.
+    #[inline]
     fn input_bits(&self) -> u32 {
         let entries = self.root_entries().max(1) as u64;
         // root_entries is a power of two for every format.
@@ -169,6 +170,7 @@ pub trait Format {
     }
 
     /// Maps an index-space offset to the address the walk reports.
+    #[inline]
     fn offset_to_addr(&self, offset: u64) -> u64 {
         let bits = self.input_bits();
         match self.address_space() {

@@ -48,8 +48,9 @@ impl<M: TableMemoryMut + ?Sized> TableMemoryMut for &mut M {
 }
 
 /// Locates an aligned 8-byte word of `[base, base + len)`; `None` outside it.
+#[inline]
 fn word_offset(base: u64, len: usize, addr: u64) -> Option<usize> {
-    if addr % 8 != 0 {
+    if !addr.is_multiple_of(8) {
         return None;
     }
     let off = addr.checked_sub(base)?;
@@ -78,6 +79,8 @@ impl<'a> MemoryImage<'a> {
 }
 
 impl TableMemory for MemoryImage<'_> {
+    // Inlined across crates: the walk loop reads every entry through here.
+    #[inline]
     fn read_u64(&self, addr: u64) -> Result<u64, ReadFault> {
         let off = word_offset(self.base, self.bytes.len(), addr).ok_or(ReadFault { addr })?;
         let mut word = [0u8; 8];

@@ -270,7 +270,13 @@ where
             table: root,
             allows: root_allows,
         };
-        if let Err(reason) = self.check_table(root, first_index, &[]) {
+        // A root of fewer than 512 entries (arm64 stage-1 with a small VA
+        // size, e.g. 8 entries for 42 bits) need only be aligned to its own
+        // size, as TTBRn_ELx allows (64 bytes at least); every other table is
+        // a 4 KiB frame.
+        let root_bytes = (self.format.root_entries() as u64 * 8).next_power_of_two();
+        let root_align = root_bytes.clamp(64, crate::PAGE_SIZE);
+        if let Err(reason) = self.check_table(root, root_align, first_index, &[]) {
             let bad = BadEntry {
                 addr: visit.addr,
                 size: visit.size,
@@ -375,7 +381,7 @@ where
                     let check = if level.is_page() || depth >= MAX_DEPTH {
                         Err(BadReason::ReservedDescriptor)
                     } else {
-                        self.check_table(next, first, &stack[..depth])
+                        self.check_table(next, crate::PAGE_SIZE, first, &stack[..depth])
                     };
                     match check {
                         Err(reason) => {
@@ -427,14 +433,14 @@ where
     /// refuses a table that is its own ancestor, and probes the first entry
     /// the walk would read so that an unreadable table is reported once, at
     /// the entry that points to it.
-    fn check_table(&mut self, table: u64, first_index: u64, ancestors: &[Frame]) -> Result<(), BadReason> {
+    fn check_table(&mut self, table: u64, align: u64, first_index: u64, ancestors: &[Frame]) -> Result<(), BadReason> {
         if ancestors.iter().any(|f| f.table == table) {
             return Err(BadReason::TableCycle { table });
         }
         if self.summary.tables >= self.limits.max_tables {
             return Err(BadReason::BudgetExhausted);
         }
-        if table % crate::PAGE_SIZE != 0 {
+        if !table.is_multiple_of(align) {
             return Err(BadReason::UnreadableTable { table });
         }
         self.mem

@@ -42,15 +42,18 @@ impl Paging {
         })
     }
 
+    #[inline]
     fn root_level(&self) -> Level {
         Level(4 - self.levels as i8)
     }
 
+    #[inline]
     fn addr_mask(&self) -> u64 {
         bits(self.phys_bits - 1, 12)
     }
 
     /// Bits that must be zero in any present entry.
+    #[inline]
     fn reserved(&self) -> u64 {
         let mut r = if self.phys_bits < 52 {
             bits(51, self.phys_bits)
@@ -63,6 +66,7 @@ impl Paging {
         r
     }
 
+    #[inline]
     fn decode(&self, level: Level, raw: u64) -> Decoded {
         if raw & PRESENT == 0 {
             return Decoded::Absent;
@@ -192,15 +196,19 @@ impl X86_64 {
 }
 
 impl Format for X86_64 {
+    #[inline]
     fn root_level(&self) -> Level {
         self.paging.root_level()
     }
+    #[inline]
     fn root_entries(&self) -> usize {
         512
     }
+    #[inline]
     fn address_space(&self) -> AddressSpace {
         AddressSpace::SignExtended
     }
+    #[inline]
     fn decode(&self, level: Level, raw: u64) -> Decoded {
         self.paging.decode(level, raw)
     }
@@ -256,15 +264,19 @@ fn nested_rights(a: Access) -> Access {
 }
 
 impl Format for Npt {
+    #[inline]
     fn root_level(&self) -> Level {
         self.paging.root_level()
     }
+    #[inline]
     fn root_entries(&self) -> usize {
         512
     }
+    #[inline]
     fn address_space(&self) -> AddressSpace {
         AddressSpace::Direct
     }
+    #[inline]
     fn decode(&self, level: Level, raw: u64) -> Decoded {
         match self.paging.decode(level, raw) {
             Decoded::Leaf { out, access } => Decoded::Leaf {
