@@ -390,6 +390,8 @@ impl Format for Stage1 {
                 if a.contains(Access::USER) {
                     return Err(EncodeError::UnsupportedAccess(a));
                 }
+                // AP[1] is RES1 in a single-privilege regime (KVM's hyp tables set it too).
+                raw |= AP_USER;
                 if !a.contains(Access::EXEC_PRIV) {
                     raw |= XN;
                 }
