@@ -3,6 +3,9 @@
 #![no_std]
 #![no_main]
 
+// hv's heap (the frame allocator's free lists, the self-check's region list).
+extern crate alloc;
+
 #[cfg(target_arch = "aarch64")]
 mod aarch64;
 #[cfg(target_arch = "x86_64")]

@@ -1,0 +1,336 @@
+//! hv on x86_64: PVH entry (see `boot`), COM1 console, IDT, its own W^X
+//! page tables, the boot-time self-check, and power-off.
+
+mod boot;
+mod idt;
+mod paging;
+mod power;
+mod serial;
+mod start_info;
+
+use core::fmt::Write;
+use core::panic::PanicInfo;
+
+use buddy_system_allocator::LockedHeap;
+use hv::cmdline::{self, Config};
+use hv::mem::{DirectMap, Frames, TableSpace};
+use hv::selfcheck::{self, Expect, Region, Tables};
+use log::{info, warn};
+use mm::PhysAddr;
+use pagewalk::x86::X86_64;
+use pagewalk::{AddrRange, PAGE_SIZE};
+use x86::cpuid::CpuId;
+
+use boot::ImageLayout;
+use paging::{CpuPaging, HvRegions};
+use power::Exit;
+use serial::Com1;
+use start_info::{BootInfo, RegionKind};
+
+/// Frames for hv's own page tables (a handful are used; the rest is headroom).
+const TABLE_POOL_SIZE: u64 = 256 * 1024;
+const HEAP_SIZE: u64 = 1024 * 1024;
+/// hv's tables are built while the boot identity map (0..4 GiB) is live.
+const BOOT_MAP_END: u64 = 4 << 30;
+
+#[global_allocator]
+static HEAP: LockedHeap<32> = LockedHeap::empty();
+
+/// Called by the trampoline in 64-bit mode on the boot stack, boot tables live.
+#[unsafe(no_mangle)]
+extern "C" fn hv_x86_64_main(start_info_paddr: u64) -> ! {
+    serial::init_logging();
+    let image = ImageLayout::get();
+    idt::init(&image);
+    info!(
+        "hv {} (x86_64), entered through PVH, image {:#x}-{:#x}",
+        env!("CARGO_PKG_VERSION"),
+        image.image.0,
+        image.image.1
+    );
+    print_cpu();
+
+    // SAFETY: the pointer is the loader's EBX and the boot identity map is live.
+    let boot = match unsafe { BootInfo::read(start_info_paddr) } {
+        Ok(boot) => boot,
+        Err(e) => fail(format_args!("{e}")),
+    };
+    print_boot_info(&boot);
+
+    let config = cmdline::parse(boot.cmdline(), |w| warn!("{w}"));
+    log::set_max_level(config.log_level);
+    info!(
+        "guest={} selftest: wx={} fault={}",
+        config.guest, config.selftests.wx, config.selftests.fault
+    );
+
+    let cpu = CpuPaging::detect();
+    if !cpu.nx {
+        fail(format_args!("the CPU has no NX: hv cannot map itself W^X"));
+    }
+    let regions = match place_regions(&boot, &image, &config) {
+        Some(r) => r,
+        None => fail(format_args!(
+            "no RAM below 4 GiB after the image for {} KiB of tables and heap",
+            (TABLE_POOL_SIZE + HEAP_SIZE) / 1024
+        )),
+    };
+    // SAFETY: `place_regions` chose RAM that no other part of hv and no
+    // module uses; the boot identity map covers it now (< 4 GiB) and hv's own
+    // tables map it RW once active. The frame allocator keeps its lists there.
+    unsafe {
+        HEAP.lock()
+            .init(regions.heap.0 as usize, (regions.heap.1 - regions.heap.0) as usize)
+    };
+    let mut frames = Frames::new();
+    frames.add(PhysAddr(regions.tables.0), PhysAddr(regions.tables.1));
+    let pool_bytes = frames.free_bytes();
+    let mut space = TableSpace {
+        // SAFETY: as for the heap: the pool is hv's alone, identity mapped
+        // before and after the switch, and only reached through this window.
+        mem: unsafe { DirectMap::new(regions.tables.0, regions.tables.1) },
+        frames: &mut frames,
+    };
+    // MAXPHYADDR from CPUID: the walker then flags any entry with reserved address bits set.
+    let format = match X86_64::new(4, true, u32::from(cpu.phys_bits)) {
+        Ok(format) => format,
+        Err(e) => fail(format_args!(
+            "x86-64 paging with {} physical address bits: {e:?}",
+            cpu.phys_bits
+        )),
+    };
+    let root = match paging::build(&format, &mut space, &image, &regions) {
+        Ok(root) => root,
+        Err(e) => fail(format_args!("building hv's page tables: {e}")),
+    };
+    // SAFETY: `build` mapped the whole image but the stack guard pages, the
+    // table pool and the heap: everything hv touches from here on.
+    if let Err(e) = unsafe { paging::activate(root, &cpu) } {
+        fail(format_args!("cannot enforce W^X: {e:?}"));
+    }
+    info!(
+        "own page tables active: root {root:#x}, {} KiB of tables; NX on, WP on, SMEP {}, SMAP {}",
+        (pool_bytes - space.frames.free_bytes()) / 1024,
+        on_off(cpu.smep),
+        on_off(cpu.smap)
+    );
+
+    let report = self_check(&format, &space.mem, root.0, &image, &regions);
+    if !report.boot_may_proceed() {
+        fail(format_args!(
+            "refusing to boot: hv's own page tables failed the self-check (W^X); no guest started"
+        ));
+    }
+
+    if config.selftests.fault {
+        touch_stack_guard(&image);
+    }
+
+    match config.guest {
+        cmdline::Guest::None => {
+            info!("no guest to start: powering off");
+            power::exit(Exit::PowerOff)
+        }
+        other => fail(format_args!("guest={other}: not supported on x86_64 yet")),
+    }
+}
+
+fn on_off(on: bool) -> &'static str {
+    if on {
+        "on"
+    } else {
+        "off (CPU lacks it)"
+    }
+}
+
+fn print_cpu() {
+    let cpuid = CpuId::new();
+    let vendor = cpuid.get_vendor_info();
+    let brand = cpuid.get_processor_brand_string();
+    info!(
+        "CPU: {} \"{}\"",
+        vendor.as_ref().map_or("unknown vendor", |v| v.as_str()),
+        brand.as_ref().map_or("", |b| b.as_str().trim())
+    );
+}
+
+fn print_boot_info(boot: &BootInfo) {
+    info!("memory map from hvm_start_info:");
+    for r in boot.regions() {
+        info!(
+            "  [mem {:#018x}-{:#018x}] {}",
+            r.start,
+            r.end().saturating_sub(1),
+            r.kind
+        );
+    }
+    if boot.regions_dropped > 0 {
+        warn!("{} more memory-map entries ignored", boot.regions_dropped);
+    }
+    info!("command line: \"{}\"", boot.cmdline());
+    for (i, m) in boot.modules().iter().enumerate() {
+        info!("module {i}: {:#x}-{:#x} ({} bytes)", m.start, m.start + m.size, m.size);
+    }
+    if boot.rsdp != 0 {
+        info!("ACPI RSDP at {:#x}", boot.rsdp);
+    }
+}
+
+/// Places the table pool and the heap (and the `selftest=wx` page) in RAM
+/// above the image and below 4 GiB, clear of the loader's modules.
+fn place_regions(boot: &BootInfo, image: &ImageLayout, config: &Config<'_>) -> Option<HvRegions> {
+    let wx_page = if config.selftests.wx { PAGE_SIZE } else { 0 };
+    let need = TABLE_POOL_SIZE + HEAP_SIZE + wx_page;
+    let mut start = image.image.1.next_multiple_of(PAGE_SIZE);
+    // Each step moves `start` past an obstacle, so the loop ends.
+    'search: loop {
+        let end = start.checked_add(need)?;
+        if end > BOOT_MAP_END {
+            return None;
+        }
+        for m in boot.modules() {
+            if m.start < end && start < m.start + m.size {
+                start = (m.start + m.size).next_multiple_of(PAGE_SIZE);
+                continue 'search;
+            }
+        }
+        let in_ram = boot
+            .regions()
+            .iter()
+            .any(|r| r.kind == RegionKind::Ram && r.start <= start && end <= r.end());
+        if in_ram {
+            break;
+        }
+        // Move to the next RAM region above `start`.
+        start = boot
+            .regions()
+            .iter()
+            .filter(|r| r.kind == RegionKind::Ram && r.start > start)
+            .map(|r| r.start.next_multiple_of(PAGE_SIZE))
+            .min()?;
+    }
+    let tables = (start, start + TABLE_POOL_SIZE);
+    let heap = (tables.1, tables.1 + HEAP_SIZE);
+    Some(HvRegions {
+        tables,
+        heap,
+        lapic: paging::lapic_base(),
+        selftest_wx_page: config.selftests.wx.then_some(heap.1),
+    })
+}
+
+fn self_check(
+    format: &X86_64,
+    tables_mem: &DirectMap,
+    root: u64,
+    image: &ImageLayout,
+    regions: &HvRegions,
+) -> selfcheck::Report {
+    let boot_guard = image.stacks.0;
+    let fault_guard = image.boot_stack.1;
+    let mut parts = [Region::new("", 0, 0, Expect::Unmapped); 12];
+    let mut count = 0;
+    let mut add = |region: Region<'static>| {
+        parts[count] = region;
+        count += 1;
+    };
+    add(Region::new("hv text", image.text.0, image.text.1, Expect::ReadExec));
+    add(Region::new(
+        "hv rodata",
+        image.rodata.0,
+        image.rodata.1,
+        Expect::ReadOnly,
+    ));
+    add(Region::new(
+        "hv data/bss",
+        image.data.0,
+        image.data.1,
+        Expect::ReadWrite,
+    ));
+    add(Region::new(
+        "hv stack guard",
+        boot_guard,
+        boot_guard + PAGE_SIZE,
+        Expect::Unmapped,
+    ));
+    add(Region::new(
+        "hv stacks",
+        image.boot_stack.0,
+        image.boot_stack.1,
+        Expect::ReadWrite,
+    ));
+    add(Region::new(
+        "hv fault stack guard",
+        fault_guard,
+        fault_guard + PAGE_SIZE,
+        Expect::Unmapped,
+    ));
+    add(Region::new(
+        "hv fault stack",
+        image.fault_stack.0,
+        image.fault_stack.1,
+        Expect::ReadWrite,
+    ));
+    add(Region::new(
+        "hv page tables",
+        regions.tables.0,
+        regions.tables.1,
+        Expect::ReadWrite,
+    ));
+    add(Region::new(
+        "hv heap",
+        regions.heap.0,
+        regions.heap.1,
+        Expect::ReadWrite,
+    ));
+    if let Some(lapic) = regions.lapic {
+        add(Region::new("hv devices", lapic, lapic + PAGE_SIZE, Expect::ReadWrite));
+    }
+    if let Some(page) = regions.selftest_wx_page {
+        // hv means this page to be a plain data page; selftest=wx maps it W+X.
+        add(Region::new(
+            "selftest=wx page",
+            page,
+            page + PAGE_SIZE,
+            Expect::ReadWrite,
+        ));
+    }
+    let tables = Tables {
+        title: "x86_64 4-level",
+        format,
+        mem: tables_mem,
+        root,
+        range: AddrRange::ALL,
+    };
+    let result = serial::with_console(|out| selfcheck::run(out, &tables, &parts[..count]));
+    // Writing to the UART cannot fail; keep the type honest anyway.
+    result.unwrap_or_else(|_| fail(format_args!("console write failed during the self-check")))
+}
+
+/// `selftest=fault`: read the unmapped guard page below the boot stack. The
+/// page-fault handler must report it and stop the machine.
+fn touch_stack_guard(image: &ImageLayout) -> ! {
+    let guard = image.stacks.0;
+    info!("selftest=fault: reading the stack guard page at {guard:#x}");
+    // SAFETY: deliberately faulting: the guard page is unmapped, so this read
+    // raises #PF, whose handler reports it and exits; it never returns a value.
+    let value = unsafe { core::ptr::read_volatile(guard as *const u64) };
+    fail(format_args!(
+        "the stack guard page at {guard:#x} is readable (read {value:#x})"
+    ))
+}
+
+/// Stops hv with a failure. scripts/run.sh treats a line starting with
+/// `hv: FATAL:` as a failed boot whatever QEMU's exit status.
+fn fail(why: core::fmt::Arguments<'_>) -> ! {
+    // Not through the console lock: a failure may be found while it is held.
+    let _ = writeln!(Com1, "hv: FATAL: {why}");
+    power::exit(Exit::Failure)
+}
+
+#[panic_handler]
+fn panic(info: &PanicInfo) -> ! {
+    // Not through the console lock: the panic may have hit while it was held.
+    let _ = writeln!(Com1, "\nhv: FATAL: panic: {info}");
+    power::exit(Exit::Failure)
+}
