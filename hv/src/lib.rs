@@ -6,6 +6,7 @@
 extern crate alloc;
 
 pub mod cmdline;
+pub mod guest;
 pub mod mem;
 mod ptdump_glue;
 pub mod selfcheck;
