@@ -1,36 +1,51 @@
-//! `ptdump`: dumps the page tables held in a raw physical memory image in
-//! Linux's formats and runs Linux's W+X check on them.
+//! `ptdump`: dumps the page tables held in a copy of physical memory (a raw
+//! image, or the ELF core QEMU's `dump-guest-memory` writes) in Linux's
+//! formats and runs Linux's W+X check on them.
 //!
 //! ```text
 //! ptdump --arch aarch64 --base 0x40000000 --tcr 0x... --ttbr1 0x... [--ttbr0 0x...] [--mair 0x...] mem.raw
 //! ptdump --arch x86_64  --base 0 --cr3 0x... [--la57] mem.raw
+//! ptdump --arch x86_64  --elf vmcore.elf            (CR3/CR4 from the core's QEMU note of CPU 0)
+//! ptdump --arch aarch64 --elf vmcore.elf --tcr 0x... --ttbr1 0x...
 //! ptdump --arch stage2  --base 0x40000000 --vttbr 0x... --vtcr 0x... mem.raw
 //! ```
 //! Exit status: 0 when every dump and check passed, 1 when a W+X check failed
 //! or the tables hold bad entries, 2 for usage, configuration or I/O errors.
 
-use std::cell::RefCell;
+mod elfcore;
+mod memory;
+
 use std::fmt;
 use std::fs::File;
-use std::io::{self, Write as _};
-use std::os::unix::fs::FileExt;
+use std::io::{self, Read as _, Write as _};
 use std::process::ExitCode;
 
 use pagewalk::arm64::{Half, Stage1, Stage2};
 use pagewalk::ept::Ept;
 use pagewalk::x86::{Npt, X86_64};
-use pagewalk::{AddrRange, ReadFault, TableMemory};
+use pagewalk::AddrRange;
 use ptdump::{DumpStats, Marker, WxOptions, WxReport};
+
+use elfcore::ElfCore;
+use memory::{Segment, SegmentMemory};
 
 const USAGE: &str = "\
 usage: ptdump --arch ARCH --base ADDR [ROOTS] [OPTIONS] IMAGE
+       ptdump --arch ARCH --base ADDR [ROOTS] [OPTIONS] --raw IMAGE
+       ptdump --arch ARCH --elf CORE [ROOTS] [--cpu N] [OPTIONS]
 
 IMAGE is a raw copy of physical memory starting at physical address ADDR.
+CORE is an ELF64 core from QEMU's dump-guest-memory (without -p, -z, -l, -s):
+its PT_LOAD segments give the physical memory (p_paddr), addresses outside
+them are unreadable. Facts about the core and the registers used go to stderr.
 
 ARCH and its roots:
   aarch64   --tcr TCR_EL1 and --ttbr0 X and/or --ttbr1 X [--mair MAIR_EL1]
             --el2: --tcr is TCR_EL2 (non-VHE), only --ttbr0
+            (QEMU's arm64 cores hold no system registers: always give them)
   x86_64    --cr3 X [--la57] [--no-nxe] [--phys-bits N]
+            with --elf and no --cr3: CR3, and CR4.LA57 for 5-level paging,
+            come from the QEMU note (QEMUCPUState) of CPU N (--cpu, default 0)
   stage2    --vttbr VTTBR_EL2 --vtcr VTCR_EL2
   npt       --ncr3 X (or --cr3) [--la57] [--phys-bits N]
   ept       --eptp X [--mbec] [--phys-bits N]
@@ -70,7 +85,10 @@ enum Arch {
 struct Args {
     arch: Option<Arch>,
     base: Option<u64>,
+    /// A raw image (positional or `--raw`).
     image: Option<String>,
+    elf: Option<String>,
+    cpu: Option<u64>,
     tcr: Option<u64>,
     ttbr0: Option<u64>,
     ttbr1: Option<u64>,
@@ -123,6 +141,14 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, Cl
                 });
             }
             "--base" => args.base = Some(value("--base")?),
+            "--raw" | "--elf" => {
+                let path = argv.next().ok_or_else(|| CliError(format!("{arg} needs a file")))?;
+                let slot = if arg == "--raw" { &mut args.image } else { &mut args.elf };
+                if slot.replace(path.clone()).is_some() {
+                    return err(format!("more than one image given ('{path}')"));
+                }
+            }
+            "--cpu" => args.cpu = Some(value("--cpu")?),
             "--tcr" => args.tcr = Some(value("--tcr")?),
             "--ttbr0" => args.ttbr0 = Some(value("--ttbr0")?),
             "--ttbr1" => args.ttbr1 = Some(value("--ttbr1")?),
@@ -155,57 +181,181 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, Cl
     Ok(Some(args))
 }
 
-/// Physical memory read from an image file on demand, one page cached:
-/// the walker reads tables entry by entry.
-struct FileMemory {
-    file: File,
-    base: u64,
-    len: u64,
-    cache: RefCell<Option<(u64, Box<[u8; 4096]>)>>,
+/// The memory to walk, and the ELF core it came from if any.
+struct Input {
+    mem: SegmentMemory,
+    core: Option<(String, ElfCore)>,
 }
 
-impl FileMemory {
-    fn open(path: &str, base: u64) -> Result<FileMemory, CliError> {
-        let file = File::open(path).or_else(|e| err(format!("cannot open '{path}': {e}")))?;
-        let len = file
-            .metadata()
-            .or_else(|e| err(format!("cannot stat '{path}': {e}")))?
-            .len();
-        if base.checked_add(len).is_none() {
-            return err(format!(
-                "'{path}' at --base {base:#x} runs past the top of the address space"
-            ));
+fn open(path: &str) -> Result<File, CliError> {
+    File::open(path).or_else(|e| err(format!("cannot open '{path}': {e}")))
+}
+
+fn starts_with_elf_magic(path: &str) -> bool {
+    let mut magic = [0u8; 4];
+    File::open(path).and_then(|mut f| f.read_exact(&mut magic)).is_ok() && magic == *b"\x7fELF"
+}
+
+fn open_input(args: &Args) -> Result<Input, CliError> {
+    match (&args.image, &args.elf) {
+        (Some(_), Some(_)) => err("give either a raw image (with --base) or --elf, not both"),
+        (None, None) => err("no image file given"),
+        (Some(path), None) => {
+            let Some(base) = args.base else {
+                if starts_with_elf_magic(path) {
+                    return err(format!(
+                        "--base is required: '{path}' is an ELF file, did you mean --elf?"
+                    ));
+                }
+                return err("--base is required");
+            };
+            if args.cpu.is_some() {
+                return err("--cpu selects a CPU of an ELF core (--elf)");
+            }
+            let file = open(path)?;
+            let len = file
+                .metadata()
+                .or_else(|e| err(format!("cannot stat '{path}': {e}")))?
+                .len();
+            if base.checked_add(len).is_none() {
+                return err(format!(
+                    "'{path}' at --base {base:#x} runs past the top of the address space"
+                ));
+            }
+            let whole = Segment {
+                paddr: base,
+                offset: 0,
+                file_size: len,
+                mem_size: len,
+                present: len,
+            };
+            let mem = SegmentMemory::new(file, vec![whole]).map_err(CliError)?;
+            Ok(Input { mem, core: None })
         }
-        Ok(FileMemory {
-            file,
-            base,
-            len,
-            cache: RefCell::new(None),
-        })
+        (None, Some(path)) => {
+            if args.base.is_some() {
+                return err("--base is for raw images: an ELF core gives its own physical addresses");
+            }
+            let file = open(path)?;
+            let core = elfcore::parse(path, &file).map_err(CliError)?;
+            for warning in &core.warnings {
+                eprintln!("ptdump: warning: {warning}");
+            }
+            let mem = SegmentMemory::new(file, core.segments.clone())
+                .map_err(|e| CliError(format!("'{path}' is not a usable ELF core: PT_LOAD {e}")))?;
+            let bytes: u64 = mem.segments().iter().map(|s| s.mem_size).sum();
+            eprintln!(
+                "ptdump: {path}: ELF64 core of {}, {} PT_LOAD segments ({} KiB of physical memory), {} CPUs",
+                elfcore::machine_name(core.machine),
+                mem.segments().len(),
+                bytes / 1024,
+                core.cpus.len()
+            );
+            Ok(Input {
+                mem,
+                core: Some((path.clone(), core)),
+            })
+        }
     }
 }
 
-impl TableMemory for FileMemory {
-    fn read_u64(&self, addr: u64) -> Result<u64, ReadFault> {
-        let fault = ReadFault { addr };
-        let offset = addr.checked_sub(self.base).ok_or(fault)?;
-        if !addr.is_multiple_of(8) || offset.checked_add(8).is_none_or(|end| end > self.len) {
-            return Err(fault);
+/// x86 `CR0.PG`, `CR4.LA57`.
+const CR0_PG: u64 = 1 << 31;
+const CR4_LA57: u64 = 1 << 12;
+
+/// The x86-64 root and whether to use 5-level paging: from the command line,
+/// else from the QEMU note of the chosen CPU.
+fn x86_roots(args: &Args, core: Option<&(String, ElfCore)>) -> Result<(u64, bool), CliError> {
+    let cpu_index = args.cpu.unwrap_or(0);
+    let state = core.and_then(|(_, core)| core.cpus.get(usize::try_from(cpu_index).ok()?)?.x86);
+    if let Some(cr3) = args.cr3 {
+        if let Some(state) = state.filter(|s| s.cr4 & CR4_LA57 != 0 && !args.la57) {
+            eprintln!(
+                "ptdump: warning: CPU {cpu_index} ran with CR4.LA57 set (CR4={:#x}): add --la57 to walk 5-level tables",
+                state.cr4
+            );
         }
-        let page = offset & !0xfff;
-        let mut cache = self.cache.borrow_mut();
-        if cache.as_ref().is_none_or(|(cached, _)| *cached != page) {
-            let mut bytes = Box::new([0u8; 4096]);
-            let want = (self.len - page).min(4096) as usize;
-            self.file.read_exact_at(&mut bytes[..want], page).map_err(|_| fault)?;
-            *cache = Some((page, bytes));
-        }
-        let (_, bytes) = cache.as_ref().ok_or(fault)?;
-        let at = (offset - page) as usize;
-        let mut word = [0u8; 8];
-        word.copy_from_slice(&bytes[at..at + 8]);
-        Ok(u64::from_le_bytes(word))
+        return Ok((cr3, args.la57));
     }
+    let Some((path, core)) = core else {
+        return err("--arch x86_64 needs --cr3");
+    };
+    if core.machine != object::elf::EM_X86_64 {
+        return err(format!(
+            "--arch x86_64 needs --cr3: '{path}' is a core of {} (QEMU writes x86_64 only when CPU 0 was in long mode)",
+            elfcore::machine_name(core.machine)
+        ));
+    }
+    if core.cpus.is_empty() {
+        return err(format!("--arch x86_64 needs --cr3: '{path}' has no CPU notes"));
+    }
+    let Some(cpu) = usize::try_from(cpu_index).ok().and_then(|i| core.cpus.get(i)) else {
+        return err(format!(
+            "--cpu {cpu_index}: '{path}' has notes for {} CPUs",
+            core.cpus.len()
+        ));
+    };
+    let Some(state) = cpu.x86 else {
+        return err(format!(
+            "--arch x86_64 needs --cr3: '{path}' has no usable QEMU note (name \"QEMU\", type 0, QEMUCPUState) \
+             for CPU {cpu_index}"
+        ));
+    };
+    if state.cr0 & CR0_PG == 0 {
+        return err(format!(
+            "CPU {cpu_index} ran with paging off (CR0={:#x}): there is no table to walk (give --cr3 to walk one anyway)",
+            state.cr0
+        ));
+    }
+    let la57 = args.la57 || state.cr4 & CR4_LA57 != 0;
+    eprintln!(
+        "ptdump: using CPU {cpu_index}'s QEMU note (QEMUCPUState v{}): CR0={:#x} CR3={:#x} CR4={:#x}: \
+         root {:#x}, {}-level paging (CR4.LA57={}{}), NX honoured (EFER is not in the dump; --no-nxe ignores NX)",
+        state.version,
+        state.cr0,
+        state.cr3,
+        state.cr4,
+        state.cr3 & X86_TABLE_ADDR,
+        if la57 { 5 } else { 4 },
+        u8::from(state.cr4 & CR4_LA57 != 0),
+        if args.la57 && state.cr4 & CR4_LA57 == 0 {
+            ", --la57 given"
+        } else {
+            ""
+        },
+    );
+    Ok((state.cr3, la57))
+}
+
+/// Says what the core tells about the arm64 CPU, and what it cannot.
+fn arm64_core_facts(args: &Args, core: Option<&(String, ElfCore)>) -> Result<(), CliError> {
+    let Some((path, core)) = core else {
+        return Ok(());
+    };
+    let cpu_index = args.cpu.unwrap_or(0);
+    let prstatus = usize::try_from(cpu_index)
+        .ok()
+        .and_then(|i| core.cpus.get(i))
+        .and_then(|cpu| cpu.arm64);
+    if let Some(regs) = prstatus {
+        eprintln!(
+            "ptdump: CPU {cpu_index} (NT_PRSTATUS): pc={:#x} pstate={:#x} (EL{})",
+            regs.pc,
+            regs.pstate,
+            regs.exception_level()
+        );
+        if regs.exception_level() == 2 && !args.el2 {
+            eprintln!("ptdump: note: CPU {cpu_index} was at EL2: its own tables are TTBR0_EL2's (--el2 --tcr TCR_EL2)");
+        }
+    }
+    if args.tcr.is_none() || (args.ttbr0.is_none() && args.ttbr1.is_none()) {
+        return err(format!(
+            "--arch aarch64 needs --tcr and --ttbr0 and/or --ttbr1: QEMU's arm64 cores hold no system \
+             registers ('{path}' has only NT_PRSTATUS: x0-x30, sp, pc, pstate), so give them from the guest \
+             or a debugger"
+        ));
+    }
+    Ok(())
 }
 
 /// `fmt::Write` over stdout, keeping the I/O error.
@@ -258,18 +408,26 @@ const X86_TABLE_ADDR: u64 = 0x000f_ffff_ffff_f000;
 
 fn run(args: &Args, out: &mut dyn fmt::Write) -> Result<Outcome, CliError> {
     let arch = args.arch.ok_or_else(|| CliError("--arch is required".into()))?;
-    let base = args.base.ok_or_else(|| CliError("--base is required".into()))?;
-    let image = args
-        .image
-        .as_deref()
-        .ok_or_else(|| CliError("no image file given".into()))?;
     let range = match (args.start, args.end) {
         (None, None) => AddrRange::ALL,
         (start, end) => {
             AddrRange::new(start.unwrap_or(0), end).ok_or_else(|| CliError("--start must be below --end".into()))?
         }
     };
-    let mem = FileMemory::open(image, base)?;
+    let Input { mem, core } = open_input(args)?;
+    if let Some((path, core)) = &core {
+        let expected = match arch {
+            Arch::Aarch64 | Arch::Stage2 => object::elf::EM_AARCH64,
+            Arch::X86_64 | Arch::Npt | Arch::Ept => object::elf::EM_X86_64,
+        };
+        if core.machine != expected {
+            eprintln!(
+                "ptdump: warning: '{path}' is a core of {}, not {}",
+                elfcore::machine_name(core.machine),
+                elfcore::machine_name(expected)
+            );
+        }
+    }
     let wx_options = WxOptions {
         list_all: args.wx_all,
         ..WxOptions::default()
@@ -281,6 +439,7 @@ fn run(args: &Args, out: &mut dyn fmt::Write) -> Result<Outcome, CliError> {
 
     match arch {
         Arch::Aarch64 => {
+            arm64_core_facts(args, core.as_ref())?;
             let tcr = need(args.tcr, "--tcr", "aarch64")?;
             if args.ttbr0.is_none() && args.ttbr1.is_none() {
                 return err("--arch aarch64 needs --ttbr0 and/or --ttbr1");
@@ -312,8 +471,8 @@ fn run(args: &Args, out: &mut dyn fmt::Write) -> Result<Outcome, CliError> {
             }
         }
         Arch::X86_64 => {
-            let cr3 = need(args.cr3, "--cr3", "x86_64")?;
-            let levels = if args.la57 { 5 } else { 4 };
+            let (cr3, la57) = x86_roots(args, core.as_ref())?;
+            let levels = if la57 { 5 } else { 4 };
             let format = config(
                 "x86_64 paging",
                 X86_64::new(levels, !args.no_nxe, args.phys_bits.unwrap_or(52)),
