@@ -6,7 +6,9 @@
 extern crate alloc;
 
 pub mod cmdline;
+pub mod console;
 pub mod guest;
+pub mod hypercall;
 pub mod mem;
 mod ptdump_glue;
 pub mod selfcheck;

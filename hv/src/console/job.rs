@@ -1,0 +1,597 @@
+//! One running command, advanced a bounded step at a time.
+//!
+//! `help`, `info`, `wx` and `audit` run in one step. A `ptdump` is cut into
+//! address slices: before each slice a counting walk finds the address where
+//! the next [`SLICE_TABLES`] tables would be entered, and the slice is dumped
+//! up to there (never across a marker). So one step costs at most two walks of
+//! `SLICE_TABLES` tables (4 KiB each, 512 entries), whatever the tables look like,
+//! and a whole command at most [`MAX_COMMAND_TABLES`] tables.
+//!
+//! A slice boundary can fall inside what ptdump would print as one line (two
+//! neighbouring blocks with the same attributes). The dump text is therefore
+//! passed through a line merger that holds back the last range line of each
+//! slice and joins it with the first line of the next when the two are
+//! contiguous and print the same attributes, so the sliced output is the
+//! output of one whole dump.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt::{self, Write};
+
+use pagewalk::{walk_with, AddrRange, Flow, Format, Leaf, TableVisit, Visitor, WalkLimits};
+use ptdump::{DumpStats, Marker, WxOptions};
+
+use super::{parse, Command, ConsoleTarget, ParseError, TableFormat, TableView, Tables, UserRange, Verdict, HELP};
+
+/// Tables one dump step may enter (per walk; a step walks twice).
+pub const SLICE_TABLES: u64 = 32;
+/// Tables one whole `ptdump` may enter by default; past it the dump stops
+/// with a message ([`Job::with_table_limit`] changes it).
+pub const MAX_COMMAND_TABLES: u64 = 1 << 16;
+/// Tables a `wx` check may enter (it runs in one step; hv's own tables are a
+/// few dozen, a Linux guest's stage-1 about a thousand).
+pub const WX_MAX_TABLES: u64 = 4096;
+/// Deepest table stack any format has (levels -1..=3): the tables a slice
+/// enters on the path down to its first entry.
+const MAX_DEPTH: u64 = 5;
+
+/// What a step left to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StepOutcome {
+    /// Call `step` again for more output.
+    More,
+    /// The command finished.
+    Done(Verdict),
+}
+
+/// A command in progress.
+pub struct Job {
+    state: State,
+}
+
+enum State {
+    Refused(ParseError),
+    Once(Command),
+    Dump(DumpJob),
+    Finished(Verdict),
+}
+
+impl Job {
+    /// Parses `line`; nothing runs until [`Job::step`].
+    pub fn new(target: &dyn ConsoleTarget, line: &str) -> Job {
+        Job::with_table_limit(target, line, MAX_COMMAND_TABLES)
+    }
+
+    /// [`Job::new`] with another limit on the tables a whole dump may enter.
+    pub fn with_table_limit(_target: &dyn ConsoleTarget, line: &str, max_tables: u64) -> Job {
+        let state = match parse(line) {
+            Err(e) => State::Refused(e),
+            Ok(Command::Ptdump { tables, range }) => State::Dump(DumpJob::new(tables, range, max_tables)),
+            Ok(other) => State::Once(other),
+        };
+        Job { state }
+    }
+
+    /// The command's verdict once it finished.
+    pub fn verdict(&self) -> Option<Verdict> {
+        match self.state {
+            State::Finished(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// Tables the dump walked so far (0 for other commands).
+    pub fn tables_walked(&self) -> u64 {
+        match &self.state {
+            State::Dump(DumpJob { plan: Some(plan), .. }) => plan.tables_walked,
+            _ => 0,
+        }
+    }
+
+    /// Runs one bounded step, writing its output to `out`. `budget` is the
+    /// tables a dump slice may enter (at least [`MAX_DEPTH`] + 1 is used).
+    /// An error from `out` ends the command (the session's store is full).
+    pub fn step(
+        &mut self,
+        target: &dyn ConsoleTarget,
+        out: &mut dyn Write,
+        budget: u64,
+    ) -> Result<StepOutcome, fmt::Error> {
+        let result = match &mut self.state {
+            State::Finished(v) => return Ok(StepOutcome::Done(*v)),
+            State::Refused(e) => writeln!(out, "hv: {e}").map(|_| StepOutcome::Done(Verdict::Failed)),
+            State::Once(command) => run_once(*command, target, out).map(StepOutcome::Done),
+            State::Dump(dump) => dump.step(target, out, budget.max(MAX_DEPTH + 1)),
+        };
+        match result {
+            Ok(StepOutcome::Done(v)) => self.state = State::Finished(v),
+            Ok(StepOutcome::More) => {}
+            Err(e) => {
+                self.state = State::Finished(Verdict::Failed);
+                return Err(e);
+            }
+        }
+        result
+    }
+}
+
+fn not_available(out: &mut dyn Write, tables: Tables, reason: &str) -> Result<Verdict, fmt::Error> {
+    writeln!(out, "hv: '{}' tables not available: {reason}", tables.name())?;
+    Ok(Verdict::Failed)
+}
+
+fn run_once(command: Command, target: &dyn ConsoleTarget, out: &mut dyn Write) -> Result<Verdict, fmt::Error> {
+    match command {
+        Command::Help => {
+            out.write_str(HELP)?;
+            Ok(Verdict::Ok)
+        }
+        Command::Info => {
+            writeln!(out, "hv {} ({})", env!("CARGO_PKG_VERSION"), target.arch())?;
+            target.info(out)?;
+            Ok(Verdict::Ok)
+        }
+        Command::Wx { tables } => {
+            let view = match tables.view(target) {
+                Ok(view) => view,
+                Err(na) => return not_available(out, tables, na.reason),
+            };
+            let options = WxOptions {
+                list_all: true,
+                limits: WalkLimits {
+                    max_tables: WX_MAX_TABLES,
+                },
+            };
+            let report = match &view.format {
+                TableFormat::Arm64Stage1(f) => {
+                    ptdump::arm64::check_wx_with(out, f, view.mem, view.root, view.range, &options)?
+                }
+                TableFormat::X86_64(f) => {
+                    ptdump::x86::check_wx_with(out, f, view.mem, view.root, view.range, &options)?
+                }
+                _ => {
+                    writeln!(
+                        out,
+                        "hv: wx: the '{}' tables are second-stage tables; W+X is checked on stage-1 tables",
+                        tables.name()
+                    )?;
+                    return Ok(Verdict::Failed);
+                }
+            };
+            Ok(if report.passed() { Verdict::Ok } else { Verdict::Failed })
+        }
+        Command::AuditS2 => {
+            let view = match target.stage2() {
+                Ok(view) => view,
+                Err(na) => return not_available(out, Tables::Stage2, na.reason),
+            };
+            let owned = target.hv_owned();
+            let report = match &view.format {
+                TableFormat::Arm64Stage2(f) => {
+                    crate::guest::stage2::audit_and_print(out, f, view.mem, view.root, owned)?
+                }
+                TableFormat::Npt(f) => crate::guest::stage2::audit_and_print(out, f, view.mem, view.root, owned)?,
+                TableFormat::Ept(f) => crate::guest::stage2::audit_and_print(out, f, view.mem, view.root, owned)?,
+                _ => {
+                    writeln!(out, "hv: audit s2: the stage-2 view is not a second-stage format")?;
+                    return Ok(Verdict::Failed);
+                }
+            };
+            Ok(if report.passed() { Verdict::Ok } else { Verdict::Failed })
+        }
+        // Dumps never run in one step.
+        Command::Ptdump { .. } => Ok(Verdict::Failed),
+    }
+}
+
+/// A marker to print when the dump reaches `pos`.
+struct PendingMarker {
+    pos: u128,
+    name: String,
+}
+
+struct DumpJob {
+    tables: Tables,
+    user_range: Option<UserRange>,
+    max_tables: u64,
+    /// Set up on the first step, when the view is at hand.
+    plan: Option<Plan>,
+}
+
+struct Plan {
+    cursor: u128,
+    end: u128,
+    markers: Vec<PendingMarker>,
+    /// First marker not printed yet.
+    next_marker: usize,
+    merger: LineMerger,
+    tables_walked: u64,
+    max_tables: u64,
+}
+
+impl DumpJob {
+    fn new(tables: Tables, user_range: Option<UserRange>, max_tables: u64) -> DumpJob {
+        DumpJob {
+            tables,
+            user_range,
+            max_tables,
+            plan: None,
+        }
+    }
+
+    fn step(
+        &mut self,
+        target: &dyn ConsoleTarget,
+        out: &mut dyn Write,
+        budget: u64,
+    ) -> Result<StepOutcome, fmt::Error> {
+        let view = match self.tables.view(target) {
+            Ok(view) => view,
+            Err(na) => return not_available(out, self.tables, na.reason).map(StepOutcome::Done),
+        };
+        if self.plan.is_none() {
+            match Plan::new(&view, self.user_range, self.max_tables) {
+                Ok(plan) => self.plan = Some(plan),
+                Err(range) => {
+                    writeln!(
+                        out,
+                        "hv: ptdump {}: the range lies outside the tables' address range {range}",
+                        self.tables.name()
+                    )?;
+                    return Ok(StepOutcome::Done(Verdict::Failed));
+                }
+            }
+        }
+        let Some(plan) = self.plan.as_mut() else {
+            return Ok(StepOutcome::Done(Verdict::Failed));
+        };
+        plan.step(&view, out, budget)
+    }
+}
+
+const TOP: u128 = 1 << 64;
+
+fn end_of(range: &AddrRange) -> u128 {
+    u128::from(range.last) + 1
+}
+
+impl Plan {
+    /// The slices' bounds and the markers in print order; `Err` with the
+    /// tables' range when the user's range misses it.
+    fn new(view: &TableView<'_>, user: Option<UserRange>, max_tables: u64) -> Result<Plan, AddrRange> {
+        let range = match user {
+            None => view.range,
+            Some(u) => AddrRange::new(u.start, u.end)
+                .and_then(|r| r.intersect(&view.range))
+                .ok_or(view.range)?,
+        };
+        let (start, end) = (u128::from(range.start), end_of(&range));
+        let mut markers = Vec::new();
+        // ptdump prints the first marker (the title) at the start whatever its
+        // address, the others when the dump reaches them; those past the end never.
+        for (i, m) in view.markers.iter().enumerate() {
+            let addr = u128::from(m.addr);
+            let keep = match user {
+                _ if i == 0 => true,
+                None => addr <= end,
+                // A partial dump keeps the title, the marker of the region it
+                // starts in, and those it crosses.
+                Some(_) => {
+                    addr <= end && (addr > start || view.markers.get(i + 1).is_none_or(|n| u128::from(n.addr) > start))
+                }
+            };
+            if keep {
+                let pos = if i == 0 { start } else { addr.max(start) };
+                markers.push(PendingMarker {
+                    pos,
+                    name: m.name.into(),
+                });
+            }
+        }
+        Ok(Plan {
+            cursor: start,
+            end,
+            markers,
+            next_marker: 0,
+            merger: LineMerger::new(view.format.sizes_in_kib()),
+            tables_walked: 0,
+            max_tables,
+        })
+    }
+
+    fn step(&mut self, view: &TableView<'_>, out: &mut dyn Write, budget: u64) -> Result<StepOutcome, fmt::Error> {
+        if self.cursor >= self.end {
+            return self.finish(out).map(|_| StepOutcome::Done(Verdict::Ok));
+        }
+        if self.tables_walked >= self.max_tables {
+            self.merger.flush(out)?;
+            writeln!(
+                out,
+                "hv: ptdump stopped after {} tables (the limit for one command); dump a smaller range with START END",
+                self.tables_walked
+            )?;
+            return Ok(StepOutcome::Done(Verdict::Failed));
+        }
+        // Markers due at the cursor open this slice; the next one closes it.
+        let due = self.markers[self.next_marker..]
+            .iter()
+            .take_while(|m| m.pos <= self.cursor)
+            .count();
+        let next_marker_pos = self.markers[self.next_marker + due..]
+            .first()
+            .map_or(self.end, |m| m.pos.min(self.end));
+        let slice_end = budget_stop(view, self.cursor, next_marker_pos, budget);
+        let slice = AddrRange::new(self.cursor as u64, end_as_option(slice_end)).unwrap_or(AddrRange::ALL);
+
+        let at = self.cursor as u64;
+        let mut markers: Vec<Marker<'_>> = Vec::with_capacity(due);
+        for m in &self.markers[self.next_marker..self.next_marker + due] {
+            markers.push(Marker::new(at, &m.name));
+        }
+        let limits = WalkLimits {
+            max_tables: budget + MAX_DEPTH,
+        };
+        let stats = {
+            let mut writer = self.merger.writer(out);
+            dump_slice(&mut writer, view, slice, &markers, limits)?
+        };
+        self.merger.boundary();
+        self.tables_walked += stats.tables;
+        // ptdump prints markers only once the walk reports something; when a
+        // slice reported nothing (say the x86 non-canonical hole) they stay due.
+        if stats.markers as usize >= due {
+            self.next_marker += due;
+        }
+        self.cursor = slice_end;
+        if self.cursor >= self.end {
+            return self.finish(out).map(|_| StepOutcome::Done(Verdict::Ok));
+        }
+        Ok(StepOutcome::More)
+    }
+
+    /// Flushes the held line and prints the markers ptdump prints after the
+    /// last range (those at or before its end).
+    fn finish(&mut self, out: &mut dyn Write) -> fmt::Result {
+        self.merger.flush(out)?;
+        let Some(last_end) = self.merger.last_end else {
+            return Ok(());
+        };
+        while let Some(m) = self.markers.get(self.next_marker) {
+            if m.pos > last_end {
+                break;
+            }
+            writeln!(out, "---[ {} ]---", m.name)?;
+            self.next_marker += 1;
+        }
+        Ok(())
+    }
+}
+
+fn end_as_option(end: u128) -> Option<u64> {
+    (end < TOP).then_some(end as u64)
+}
+
+/// Counts tables entered and remembers where the one past the budget starts.
+struct BudgetStop {
+    budget: u64,
+    entered: u64,
+    stop: Option<u64>,
+}
+
+impl Visitor for BudgetStop {
+    fn leaf(&mut self, _leaf: &Leaf) -> Flow {
+        Flow::Continue
+    }
+    fn table_enter(&mut self, table: &TableVisit) -> Flow {
+        self.entered += 1;
+        if self.entered > self.budget {
+            self.stop = Some(table.addr);
+            return Flow::Stop;
+        }
+        Flow::Continue
+    }
+}
+
+/// Where a slice starting at `start` must end so that dumping it enters at
+/// most `budget` tables: the start of the first table past the budget, or `end`.
+fn budget_stop(view: &TableView<'_>, start: u128, end: u128, budget: u64) -> u128 {
+    let Some(range) = AddrRange::new(start as u64, end_as_option(end)) else {
+        return end;
+    };
+    let mut counter = BudgetStop {
+        budget,
+        entered: 0,
+        stop: None,
+    };
+    // The counting walk itself stops at the budget: this bounds its cost too.
+    let limits = WalkLimits { max_tables: budget + 1 };
+    walk_with(
+        view.format.as_format(),
+        view.mem,
+        view.root,
+        range,
+        limits,
+        &mut counter,
+    );
+    match counter.stop {
+        // The walk is in address order, so a later table starts further on;
+        // only a path deeper than the budget could stop at `start`.
+        Some(stop) if u128::from(stop) > start && u128::from(stop) < end => u128::from(stop),
+        _ => end,
+    }
+}
+
+impl TableFormat {
+    pub(crate) fn as_format(&self) -> &dyn Format {
+        match self {
+            TableFormat::Arm64Stage1(f) => f,
+            TableFormat::Arm64Stage2(f) => f,
+            TableFormat::X86_64(f) => f,
+            TableFormat::Npt(f) => f,
+            TableFormat::Ept(f) => f,
+        }
+    }
+}
+
+fn dump_slice(
+    out: &mut dyn Write,
+    view: &TableView<'_>,
+    range: AddrRange,
+    markers: &[Marker<'_>],
+    limits: WalkLimits,
+) -> Result<DumpStats, fmt::Error> {
+    let (mem, root) = (view.mem, view.root);
+    match &view.format {
+        TableFormat::Arm64Stage1(f) => ptdump::arm64::dump_with_limits(out, f, mem, root, range, markers, limits),
+        TableFormat::Arm64Stage2(f) => ptdump::stage2::dump_with_limits(out, f, mem, root, range, markers, limits),
+        TableFormat::X86_64(f) => ptdump::x86::dump_with_limits(out, f, mem, root, range, markers, limits),
+        TableFormat::Npt(f) => ptdump::npt::dump_with_limits(out, f, mem, root, range, markers, limits),
+        TableFormat::Ept(f) => ptdump::ept::dump_with_limits(out, f, mem, root, range, markers, limits),
+    }
+}
+
+/// Joins a range line cut by a slice boundary back into one.
+struct LineMerger {
+    sizes_in_kib: bool,
+    /// Text of the line being written (ptdump writes a line in pieces).
+    partial: String,
+    /// The last range line, not yet passed on.
+    held: Option<String>,
+    /// The next complete line is the first of a new slice.
+    at_boundary: bool,
+    /// End of the last range line passed on or held.
+    last_end: Option<u128>,
+}
+
+/// A ptdump range line: `0x<start>-0x<end>   <size> <rest>`.
+struct RangeLine<'a> {
+    start: u64,
+    end: u128,
+    /// Everything after the size column, leading blank included.
+    rest: &'a str,
+}
+
+fn parse_range_line(line: &str) -> Option<RangeLine<'_>> {
+    let hex = |s: &str| u64::from_str_radix(s, 16).ok();
+    let start = hex(line.get(2..18)?)?;
+    if line.get(0..2)? != "0x" || line.get(18..21)? != "-0x" || line.get(37..40)? != "   " {
+        return None;
+    }
+    let end = match hex(line.get(21..37)?)? {
+        // ptdump prints an end at 2^64 as 0.
+        0 => TOP,
+        end => u128::from(end),
+    };
+    let sized = line.get(40..)?.trim_start_matches(' ');
+    let size_len = sized.find(' ').unwrap_or(sized.len());
+    let (size, rest) = sized.split_at(size_len);
+    let unit_ok = size.ends_with(['B', 'K', 'M', 'G', 'T', 'P', 'E']);
+    let digits_ok = size.len() >= 2 && size[..size.len() - 1].bytes().all(|b| b.is_ascii_digit());
+    (unit_ok && digits_ok).then_some(RangeLine { start, end, rest })
+}
+
+/// ptdump's size column: the largest unit that divides the size.
+fn size_column(bytes: u128, in_kib: bool) -> (u128, char) {
+    let units: &[u8] = if in_kib { b"KMGTPE" } else { b"BKMGTPE" };
+    let mut count = if in_kib { bytes >> 10 } else { bytes };
+    let mut unit = 0;
+    while count != 0 && count & 1023 == 0 && unit + 1 < units.len() {
+        count >>= 10;
+        unit += 1;
+    }
+    (count, units[unit] as char)
+}
+
+impl LineMerger {
+    fn new(sizes_in_kib: bool) -> LineMerger {
+        LineMerger {
+            sizes_in_kib,
+            partial: String::new(),
+            held: None,
+            at_boundary: false,
+            last_end: None,
+        }
+    }
+
+    fn writer<'m>(&'m mut self, out: &'m mut dyn Write) -> MergeWriter<'m> {
+        MergeWriter { merger: self, out }
+    }
+
+    fn boundary(&mut self) {
+        self.at_boundary = true;
+    }
+
+    fn flush(&mut self, out: &mut dyn Write) -> fmt::Result {
+        if let Some(held) = self.held.take() {
+            writeln!(out, "{held}")?;
+        }
+        if !self.partial.is_empty() {
+            out.write_str(&self.partial)?;
+            self.partial.clear();
+        }
+        Ok(())
+    }
+
+    fn line(&mut self, line: &str, out: &mut dyn Write) -> fmt::Result {
+        let first_of_slice = core::mem::replace(&mut self.at_boundary, false);
+        let Some(parsed) = parse_range_line(line) else {
+            if let Some(held) = self.held.take() {
+                writeln!(out, "{held}")?;
+            }
+            return writeln!(out, "{line}");
+        };
+        if first_of_slice {
+            if let Some(merged) = self.held.as_deref().and_then(|held| self.merge(held, &parsed)) {
+                self.last_end = Some(parsed.end);
+                self.held = Some(merged);
+                return Ok(());
+            }
+        }
+        if let Some(held) = self.held.take() {
+            writeln!(out, "{held}")?;
+        }
+        self.last_end = Some(parsed.end);
+        self.held = Some(line.into());
+        Ok(())
+    }
+
+    /// The one line ptdump would have printed for `held` followed by `next`,
+    /// if it would have merged them.
+    fn merge(&self, held: &str, next: &RangeLine<'_>) -> Option<String> {
+        let first = parse_range_line(held)?;
+        // ptdump never merges bad entries; everything else it merges on equal text.
+        if first.end != u128::from(next.start) || first.rest != next.rest || first.rest.contains(" BAD ") {
+            return None;
+        }
+        let (count, unit) = size_column(next.end - u128::from(first.start), self.sizes_in_kib);
+        Some(format!(
+            "0x{:016x}-0x{:016x}   {count:>9}{unit}{}",
+            first.start, next.end as u64, first.rest
+        ))
+    }
+}
+
+struct MergeWriter<'m> {
+    merger: &'m mut LineMerger,
+    out: &'m mut dyn Write,
+}
+
+impl Write for MergeWriter<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let mut rest = s;
+        while let Some(newline) = rest.find('\n') {
+            let (piece, after) = rest.split_at(newline);
+            rest = &after[1..];
+            if self.merger.partial.is_empty() {
+                self.merger.line(piece, self.out)?;
+            } else {
+                let mut line = core::mem::take(&mut self.merger.partial);
+                line.push_str(piece);
+                self.merger.line(&line, self.out)?;
+            }
+        }
+        self.merger.partial.push_str(rest);
+        Ok(())
+    }
+}
