@@ -19,6 +19,7 @@ pub enum AcpiError {
     NoRsdp,
     BadRsdp(u64),
     NoFadt,
+    NoMadt,
     BadTable(u64),
     NoPm1aControl,
 }
@@ -29,6 +30,7 @@ impl fmt::Display for AcpiError {
             AcpiError::NoRsdp => f.write_str("the loader passed no ACPI RSDP"),
             AcpiError::BadRsdp(a) => write!(f, "no valid RSDP at {a:#x}"),
             AcpiError::NoFadt => f.write_str("no FADT (FACP) in the RSDT/XSDT"),
+            AcpiError::NoMadt => f.write_str("no MADT (APIC) in the RSDT/XSDT"),
             AcpiError::BadTable(a) => write!(f, "ACPI table at {a:#x} is outside the low 4 GiB or malformed"),
             AcpiError::NoPm1aControl => f.write_str("the FADT names no PM1a control block"),
         }
@@ -74,11 +76,8 @@ fn table(addr: u64) -> Result<&'static [u8], AcpiError> {
     Ok(all)
 }
 
-/// Finds the FADT from the RSDP and reads the power ports.
-///
-/// # Safety
-/// Call only while the boot identity map covers the low 4 GiB.
-pub unsafe fn power_ports(rsdp: u64) -> Result<PowerPorts, AcpiError> {
+/// The tables the RSDT/XSDT lists.
+fn root_tables(rsdp: u64) -> Result<impl Iterator<Item = &'static [u8]>, AcpiError> {
     if rsdp == 0 {
         return Err(AcpiError::NoRsdp);
     }
@@ -98,10 +97,55 @@ pub unsafe fn power_ports(rsdp: u64) -> Result<PowerPorts, AcpiError> {
         (u64::from(u32_at(head, 16)), 4)
     };
     let root_table = table(root)?;
-    let fadt = root_table[HEADER_LEN as usize..]
+    Ok(root_table[HEADER_LEN as usize..]
         .chunks_exact(entry_len)
-        .map(|e| if entry_len == 8 { u64_at(e, 0) } else { u64::from(u32_at(e, 0)) })
-        .filter_map(|addr| table(addr).ok())
+        .map(move |e| {
+            if entry_len == 8 {
+                u64_at(e, 0)
+            } else {
+                u64::from(u32_at(e, 0))
+            }
+        })
+        .filter_map(|addr| table(addr).ok()))
+}
+
+/// CPUs the MADT lists as enabled or online-capable (local APIC and x2APIC entries).
+///
+/// # Safety
+/// Call only while the boot identity map covers the low 4 GiB.
+pub unsafe fn cpu_count(rsdp: u64) -> Result<u32, AcpiError> {
+    let madt = root_tables(rsdp)?
+        .find(|t| &t[..4] == b"APIC")
+        .ok_or(AcpiError::NoMadt)?;
+    const LOCAL_APIC: u8 = 0;
+    const LOCAL_X2APIC: u8 = 9;
+    const ENABLED_OR_ONLINE_CAPABLE: u32 = 0b11;
+    let mut count = 0;
+    let mut at = HEADER_LEN as usize + 8;
+    while at + 2 <= madt.len() {
+        let (kind, len) = (madt[at], usize::from(madt[at + 1]));
+        if len < 2 || at + len > madt.len() {
+            break;
+        }
+        let flags = match (kind, len) {
+            (LOCAL_APIC, 8..) => u32_at(madt, at + 4),
+            (LOCAL_X2APIC, 16..) => u32_at(madt, at + 8),
+            _ => 0,
+        };
+        if flags & ENABLED_OR_ONLINE_CAPABLE != 0 {
+            count += 1;
+        }
+        at += len;
+    }
+    Ok(count)
+}
+
+/// Finds the FADT from the RSDP and reads the power ports.
+///
+/// # Safety
+/// Call only while the boot identity map covers the low 4 GiB.
+pub unsafe fn power_ports(rsdp: u64) -> Result<PowerPorts, AcpiError> {
+    let fadt = root_tables(rsdp)?
         .find(|t| &t[..4] == b"FACP")
         .ok_or(AcpiError::NoFadt)?;
     // FADT: PM1a_CNT_BLK (u32) at 64; RESET_REG (a GAS) at 116, RESET_VALUE at 128.

@@ -32,7 +32,6 @@ const CODE32_START: usize = 0x214;
 const RAMDISK_IMAGE: usize = 0x218;
 const RAMDISK_SIZE: usize = 0x21c;
 const CMD_LINE_PTR: usize = 0x228;
-const KERNEL_ALIGNMENT: usize = 0x230;
 const RELOCATABLE_KERNEL: usize = 0x234;
 const XLOADFLAGS: usize = 0x236;
 const CMDLINE_SIZE: usize = 0x238;
@@ -123,6 +122,7 @@ pub enum LoadError {
     CmdlineTooLong { len: usize, max: usize },
     TooManyE820,
     BootArea(MemRange),
+    BadPhysBits(u8),
     Tables(mm::MapError),
 }
 
@@ -150,6 +150,7 @@ impl fmt::Display for LoadError {
             }
             LoadError::TooManyE820 => write!(f, "the guest's e820 map needs more than {E820_MAX} entries"),
             LoadError::BootArea(r) => write!(f, "the guest boot area [{r}] is not guest RAM"),
+            LoadError::BadPhysBits(bits) => write!(f, "x86-64 paging with {bits} physical address bits"),
             LoadError::Tables(e) => write!(f, "building the guest's boot page tables: {e}"),
         }
     }
@@ -272,10 +273,23 @@ pub fn guest_e820(boot: &BootInfo, hv_owned: &[Named<'_>]) -> Result<Vec<E820Ent
             cursor = cursor.max(hole.end);
         }
         if end > cursor {
-            out.push(E820Entry { start: cursor, end, kind });
+            out.push(E820Entry {
+                start: cursor,
+                end,
+                kind,
+            });
         }
     }
     out.sort_unstable_by_key(|e| e.start);
+    // hv's region comes in several parts: one reserved entry for all of it.
+    let mut merged: Vec<E820Entry> = Vec::with_capacity(out.len());
+    for e in out {
+        match merged.last_mut() {
+            Some(last) if last.kind == e.kind && last.end == e.start => last.end = e.end,
+            _ => merged.push(e),
+        }
+    }
+    let out = merged;
     if out.len() > E820_MAX {
         return Err(LoadError::TooManyE820);
     }
@@ -324,7 +338,7 @@ pub fn split_for_2m_pages(range: MemRange, gib_pages: bool, mut f: impl FnMut(Me
 
 /// Identity page tables for the guest's entry (the kernel builds its own at once).
 fn build_boot_tables(phys_bits: u8, gib_pages: bool) -> Result<u64, LoadError> {
-    let format = X86_64::new(4, true, u32::from(phys_bits)).map_err(|_| LoadError::BootArea(BOOT_AREA))?;
+    let format = X86_64::new(4, true, u32::from(phys_bits)).map_err(|_| LoadError::BadPhysBits(phys_bits))?;
     let mut space = BootTables {
         // SAFETY: the window is inside the guest's boot area, which the
         // layout keeps free and the boot identity map covers.
@@ -386,8 +400,8 @@ pub unsafe fn load(
         .filter(|r| r.kind == RegionKind::Ram)
         .filter_map(|r| MemRange::new(r.start, r.end()))
         .collect();
-    let bundle_range = MemRange::from_len(module.start, module.size.next_multiple_of(4096))
-        .ok_or(LoadError::NoModule)?;
+    let bundle_range =
+        MemRange::from_len(module.start, module.size.next_multiple_of(4096)).ok_or(LoadError::NoModule)?;
     let avoid = [
         // The real-mode IVT/BDA, EBDA and BIOS areas, and hv's boot data for the guest.
         Named::new("low memory", MemRange { start: 0, end: 1 << 20 }),
@@ -460,8 +474,6 @@ pub unsafe fn load(
         zero_page[at + 8..at + 16].copy_from_slice(&(e.end - e.start).to_le_bytes());
         zero_page[at + 16..at + 20].copy_from_slice(&e.kind.to_le_bytes());
     }
-    // KERNEL_ALIGNMENT stays as the image says: the decompressor aligns itself with it.
-    let _ = KERNEL_ALIGNMENT;
 
     // SAFETY: the layout placed the kernel and initrd in guest RAM clear of
     // hv, of the bundle and of low memory; the boot area is guest RAM the

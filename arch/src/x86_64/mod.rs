@@ -1,27 +1,36 @@
 //! hv on x86_64: PVH entry (see `boot`), COM1 console, IDT, its own W^X
 //! page tables, the boot-time self-check, and power-off.
 
+mod acpi;
 mod boot;
+mod guest;
 mod idt;
+mod linux;
+mod npt;
 mod paging;
 mod power;
 mod serial;
 mod start_info;
+mod svm;
 
 use core::fmt::Write;
 use core::panic::PanicInfo;
 
+use alloc::vec::Vec;
 use buddy_system_allocator::LockedHeap;
 use hv::cmdline::{self, Config};
+use hv::guest::{MemRange, Named};
 use hv::mem::{DirectMap, Frames, TableSpace};
 use hv::selfcheck::{self, Expect, Region, Tables};
 use log::{info, warn};
 use mm::PhysAddr;
-use pagewalk::x86::X86_64;
+use pagewalk::x86::{Npt, X86_64};
 use pagewalk::{AddrRange, PAGE_SIZE};
 use x86::cpuid::CpuId;
 
 use boot::ImageLayout;
+use guest::{Guest, SvmPages};
+use linux::LinuxBoot;
 use paging::{CpuPaging, HvRegions};
 use power::Exit;
 use serial::Com1;
@@ -64,6 +73,27 @@ extern "C" fn hv_x86_64_main(start_info_paddr: u64) -> ! {
         config.guest, config.selftests.wx, config.selftests.fault
     );
 
+    // A guest needs SVM with nested paging: refuse before anything else.
+    let svm_caps = match config.guest {
+        cmdline::Guest::Linux => match svm::detect() {
+            Ok(caps) => {
+                info!(
+                    "SVM: {} ASIDs, nested paging; NRIP save {}, decode assists {}, clean bits {}, flush by ASID {}, 1G pages {}",
+                    caps.asids,
+                    yes_no(caps.nrip_save),
+                    yes_no(caps.decode_assists),
+                    yes_no(caps.clean_bits),
+                    yes_no(caps.flush_by_asid),
+                    yes_no(caps.gib_pages)
+                );
+                Some(caps)
+            }
+            Err(e) => fail(format_args!("cannot run a guest: {e}")),
+        },
+        cmdline::Guest::None => None,
+        other => fail(format_args!("guest={other}: not supported on x86_64 yet")),
+    };
+
     let cpu = CpuPaging::detect();
     if !cpu.nx {
         fail(format_args!("the CPU has no NX: hv cannot map itself W^X"));
@@ -103,8 +133,13 @@ extern "C" fn hv_x86_64_main(start_info_paddr: u64) -> ! {
         Ok(root) => root,
         Err(e) => fail(format_args!("building hv's page tables: {e}")),
     };
+    let hv_owned = hv_owned(&image, &regions);
+    // The guest is loaded while the boot identity map still reaches guest
+    // RAM: hv's own tables never map it.
+    let linux = svm_caps.map(|caps| load_guest(&boot, &hv_owned, &config, cpu.phys_bits, caps.gib_pages));
+
     // SAFETY: `build` mapped the whole image but the stack guard pages, the
-    // table pool and the heap: everything hv touches from here on.
+    // table pool, the heap and the SVM pages: everything hv touches from here on.
     if let Err(e) = unsafe { paging::activate(root, &cpu) } {
         fail(format_args!("cannot enforce W^X: {e:?}"));
     }
@@ -126,13 +161,174 @@ extern "C" fn hv_x86_64_main(start_info_paddr: u64) -> ! {
         touch_stack_guard(&image);
     }
 
-    match config.guest {
-        cmdline::Guest::None => {
+    match (linux, svm_caps) {
+        (Some((linux, power_ports)), Some(caps)) => start_guest(
+            &mut space,
+            &boot,
+            &regions,
+            &hv_owned,
+            &linux,
+            power_ports,
+            caps.gib_pages,
+            cpu.phys_bits,
+        ),
+        _ => {
             info!("no guest to start: powering off");
             power::exit(Exit::PowerOff)
         }
-        other => fail(format_args!("guest={other}: not supported on x86_64 yet")),
     }
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+/// Every range hv owns: none of it may ever be mapped for a guest.
+fn hv_owned(image: &ImageLayout, regions: &HvRegions) -> Vec<Named<'static>> {
+    let mut owned = Vec::new();
+    let mut add = |name: &'static str, (start, end): (u64, u64)| {
+        if let Some(range) = MemRange::new(start, end) {
+            owned.push(Named::new(name, range));
+        }
+    };
+    add("hv image", image.image);
+    add("hv page tables", regions.tables);
+    add("hv heap", regions.heap);
+    if let Some(page) = regions.selftest_wx_page {
+        add("hv selftest page", (page, page + PAGE_SIZE));
+    }
+    add("hv SVM control", regions.svm);
+    owned
+}
+
+/// Reads the power ports from ACPI and loads the Linux guest into its RAM.
+fn load_guest(
+    boot: &BootInfo,
+    hv_owned: &[Named<'_>],
+    config: &Config<'_>,
+    phys_bits: u8,
+    gib_pages: bool,
+) -> (LinuxBoot, acpi::PowerPorts) {
+    // hv runs the guest on the boot CPU and does not hold the others: a guest
+    // could start them (INIT/SIPI through its LAPIC) outside SVM.
+    // SAFETY: the boot identity map is live (hv's tables are not active yet).
+    match unsafe { acpi::cpu_count(boot.rsdp) } {
+        Ok(1) => {}
+        Ok(n) => fail(format_args!(
+            "the machine has {n} CPUs; hv runs a guest on one CPU only and cannot hold the others yet (QEMU: -smp 1)"
+        )),
+        Err(e) => fail(format_args!("cannot count the CPUs: ACPI: {e}")),
+    }
+    // SAFETY: as above.
+    let power_ports = match unsafe { acpi::power_ports(boot.rsdp) } {
+        Ok(p) => p,
+        Err(e) => fail(format_args!("cannot hand the platform to a guest: ACPI: {e}")),
+    };
+    info!(
+        "ACPI: PM1a control port {:#x}, reset register {}",
+        power_ports.pm1a_control,
+        power_ports
+            .reset
+            .map_or(alloc::string::String::from("none"), |(p, v)| alloc::format!(
+                "port {p:#x} value {v:#x}"
+            ))
+    );
+    // SAFETY: the boot identity map is live and `hv_owned` lists all of hv.
+    let linux = match unsafe { linux::load(boot, hv_owned, config.guest_cmdline, phys_bits, gib_pages) } {
+        Ok(l) => l,
+        Err(e) => fail(format_args!("cannot load the Linux guest: {e}")),
+    };
+    info!(
+        "guest: Linux bzImage, boot protocol {}.{:02}, kernel {} (entry {:#x}), initrd {}",
+        linux.version >> 8,
+        linux.version & 0xff,
+        linux.layout.kernel,
+        linux.entry,
+        linux
+            .layout
+            .initrd
+            .map_or(alloc::string::String::from("none"), |r| alloc::format!("{r}"))
+    );
+    info!(
+        "guest: boot_params {:#x}, command line {} bytes, {} KiB of guest RAM; e820 for the guest:",
+        linux.boot_params,
+        linux.cmdline_len,
+        linux.layout.ram_bytes() / 1024
+    );
+    for e in &linux.e820 {
+        let kind = match e.kind {
+            linux::E820_RAM => "usable",
+            linux::E820_RESERVED => "reserved",
+            3 => "ACPI data",
+            4 => "ACPI NVS",
+            _ => "other",
+        };
+        let hv = if hv_owned.iter().any(|o| o.range.start < e.end && e.start < o.range.end) {
+            " (hv, not mapped for the guest)"
+        } else {
+            ""
+        };
+        info!("guest:   [mem {:#018x}-{:#018x}] {kind}{hv}", e.start, e.end - 1);
+    }
+    (linux, power_ports)
+}
+
+/// Builds, dumps and audits the NPT, turns SVM on and runs the guest.
+#[allow(clippy::too_many_arguments)]
+fn start_guest(
+    space: &mut TableSpace<'_>,
+    boot: &BootInfo,
+    regions: &HvRegions,
+    hv_owned: &[Named<'static>],
+    linux: &LinuxBoot,
+    power_ports: acpi::PowerPorts,
+    gib_pages: bool,
+    phys_bits: u8,
+) -> ! {
+    let format = match Npt::new(4, u32::from(phys_bits)) {
+        Ok(f) => f,
+        Err(e) => fail(format_args!("NPT with {phys_bits} physical address bits: {e:?}")),
+    };
+    let guest_phys = npt::guest_physical(boot, hv_owned);
+    info!(
+        "guest physical space: {} RAM ranges, {} device ranges, PCI hole from {:#x}",
+        guest_phys.ram.len(),
+        guest_phys.devices.len(),
+        guest_phys.pci_hole
+    );
+    let before = space.frames.free_bytes();
+    let npt_root = match npt::build(&format, space, &guest_phys, hv_owned, gib_pages) {
+        Ok(root) => root,
+        Err(e) => fail(format_args!("building the NPT: {e}")),
+    };
+    info!(
+        "NPT built: root {npt_root:#x}, {} KiB of tables",
+        (before - space.frames.free_bytes()) / 1024
+    );
+    let audit =
+        serial::with_console(|out| npt::dump_and_audit(out, &format, &space.mem, npt_root, &guest_phys, hv_owned));
+    match audit {
+        Ok(report) if report.passed() => {}
+        Ok(_) => fail(format_args!(
+            "refusing to start the guest: the NPT isolation audit failed"
+        )),
+        Err(_) => fail(format_args!("console write failed during the NPT audit")),
+    }
+
+    let pages = SvmPages::at(regions.svm.0);
+    // SAFETY: `detect` found SVM usable; the host save area is hv's own page.
+    unsafe { svm::enable(pages.host_save) };
+    // SAFETY: the SVM pages are hv's (mapped RW); the NPT passed the audit.
+    let guest = unsafe { Guest::new(pages, npt_root, linux, power_ports, hv_owned) };
+    info!(
+        "starting the guest at {:#x} (RSI = boot_params {:#x}); it owns the console from here",
+        linux.entry, linux.boot_params
+    );
+    guest.run()
 }
 
 fn on_off(on: bool) -> &'static str {
@@ -180,7 +376,7 @@ fn print_boot_info(boot: &BootInfo) {
 /// above the image and below 4 GiB, clear of the loader's modules.
 fn place_regions(boot: &BootInfo, image: &ImageLayout, config: &Config<'_>) -> Option<HvRegions> {
     let wx_page = if config.selftests.wx { PAGE_SIZE } else { 0 };
-    let need = TABLE_POOL_SIZE + HEAP_SIZE + wx_page;
+    let need = TABLE_POOL_SIZE + HEAP_SIZE + wx_page + SvmPages::SIZE;
     let mut start = image.image.1.next_multiple_of(PAGE_SIZE);
     // Each step moves `start` past an obstacle, so the loop ends.
     'search: loop {
@@ -211,9 +407,11 @@ fn place_regions(boot: &BootInfo, image: &ImageLayout, config: &Config<'_>) -> O
     }
     let tables = (start, start + TABLE_POOL_SIZE);
     let heap = (tables.1, tables.1 + HEAP_SIZE);
+    let svm_start = heap.1 + wx_page;
     Some(HvRegions {
         tables,
         heap,
+        svm: (svm_start, svm_start + SvmPages::SIZE),
         lapic: paging::lapic_base(),
         selftest_wx_page: config.selftests.wx.then_some(heap.1),
     })
@@ -228,7 +426,7 @@ fn self_check(
 ) -> selfcheck::Report {
     let boot_guard = image.stacks.0;
     let fault_guard = image.boot_stack.1;
-    let mut parts = [Region::new("", 0, 0, Expect::Unmapped); 12];
+    let mut parts = [Region::new("", 0, 0, Expect::Unmapped); 13];
     let mut count = 0;
     let mut add = |region: Region<'static>| {
         parts[count] = region;
@@ -281,6 +479,12 @@ fn self_check(
         "hv heap",
         regions.heap.0,
         regions.heap.1,
+        Expect::ReadWrite,
+    ));
+    add(Region::new(
+        "hv SVM control",
+        regions.svm.0,
+        regions.svm.1,
         Expect::ReadWrite,
     ));
     if let Some(lapic) = regions.lapic {

@@ -47,7 +47,12 @@ fn without(r: MemRange, owned: &[Named<'_>], out: &mut Vec<MemRange>) {
     for o in owned {
         pieces = pieces
             .into_iter()
-            .flat_map(|p| [MemRange::new(p.start, o.range.start.min(p.end)), MemRange::new(o.range.end.max(p.start), p.end)])
+            .flat_map(|p| {
+                [
+                    MemRange::new(p.start, o.range.start.min(p.end)),
+                    MemRange::new(o.range.end.max(p.start), p.end),
+                ]
+            })
             .flatten()
             .collect();
     }
@@ -85,10 +90,18 @@ pub fn guest_physical(boot: &BootInfo, hv_owned: &[Named<'_>]) -> GuestPhysical 
 
     let mut wanted = Vec::new();
     // Low memory and the BIOS areas, but VGA's window (a device).
-    wanted.push(MemRange { start: 0, end: VGA.start });
-    wanted.push(MemRange { start: VGA.end, end: MIB });
+    wanted.push(MemRange {
+        start: 0,
+        end: VGA.start,
+    });
+    wanted.push(MemRange {
+        start: VGA.end,
+        end: MIB,
+    });
     for r in regions {
-        let Some(range) = MemRange::new(r.start, r.end()) else { continue };
+        let Some(range) = MemRange::new(r.start, r.end()) else {
+            continue;
+        };
         let keep = match r.kind {
             RegionKind::Ram | RegionKind::AcpiReclaimable | RegionKind::AcpiNvs => true,
             // Firmware memory below the hole (SeaBIOS's high tables); reserved
@@ -103,7 +116,11 @@ pub fn guest_physical(boot: &BootInfo, hv_owned: &[Named<'_>]) -> GuestPhysical 
     let mut ram = Vec::new();
     for r in merge(wanted) {
         // Never past the hole's start below 4 GiB: that part is device space.
-        let r = if r.start < pci_hole { MemRange::new(r.start, r.end.min(pci_hole)) } else { Some(r) };
+        let r = if r.start < pci_hole {
+            MemRange::new(r.start, r.end.min(pci_hole))
+        } else {
+            Some(r)
+        };
         if let Some(r) = r {
             without(r, hv_owned, &mut ram);
         }

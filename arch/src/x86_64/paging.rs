@@ -48,6 +48,8 @@ impl CpuPaging {
 pub struct HvRegions {
     pub tables: (u64, u64),
     pub heap: (u64, u64),
+    /// SVM control pages: IOPM, MSRPM, the VMCBs, the host save area.
+    pub svm: (u64, u64),
     /// The local APIC's MMIO page (from IA32_APIC_BASE).
     pub lapic: Option<u64>,
     /// A page mapped writable and executable on purpose (`selftest=wx`).
@@ -84,6 +86,7 @@ pub fn build(
     map(image.fault_stack, &read_write)?;
     map(regions.tables, &read_write)?;
     map(regions.heap, &read_write)?;
+    map(regions.svm, &read_write)?;
     if let Some(lapic) = regions.lapic {
         map((lapic, lapic + PAGE_SIZE), &device)?;
     }

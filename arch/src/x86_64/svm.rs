@@ -108,7 +108,6 @@ pub unsafe fn enable(hsave_pa: u64) {
 
 /// Control area offsets.
 pub mod ctl {
-    pub const INTERCEPT_EXCEPTIONS: usize = 0x008;
     pub const INTERCEPT_MISC1: usize = 0x00c;
     pub const INTERCEPT_MISC2: usize = 0x010;
     pub const IOPM_BASE_PA: usize = 0x040;
@@ -117,7 +116,6 @@ pub mod ctl {
     pub const GUEST_ASID: usize = 0x058;
     pub const TLB_CONTROL: usize = 0x05c;
     pub const VINTR: usize = 0x060;
-    pub const INTERRUPT_SHADOW: usize = 0x068;
     pub const EXIT_CODE: usize = 0x070;
     pub const EXIT_INFO1: usize = 0x078;
     pub const EXIT_INFO2: usize = 0x080;
@@ -238,10 +236,6 @@ impl Vmcb {
     pub fn write64(&mut self, offset: usize, value: u64) {
         // SAFETY: as in `read64`.
         unsafe { self.ptr::<u64>(offset).write_volatile(value) }
-    }
-    pub fn read32(&self, offset: usize) -> u32 {
-        // SAFETY: as in `read64`.
-        unsafe { self.ptr::<u32>(offset).read_volatile() }
     }
     pub fn write32(&mut self, offset: usize, value: u32) {
         // SAFETY: as in `read64`.
