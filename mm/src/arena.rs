@@ -48,6 +48,11 @@ impl TableMemory for Arena {
     fn read_u64(&self, addr: u64) -> Result<u64, ReadFault> {
         self.image().read_u64(addr)
     }
+    // The image checks a whole batch of entries at once.
+    #[inline]
+    fn read_entries(&self, addr: u64, out: &mut [u64]) -> usize {
+        self.image().read_entries(addr, out)
+    }
 }
 
 impl TableMemoryMut for Arena {

@@ -20,7 +20,7 @@ use page_table_entry::x86_64::X64PTE;
 use page_table_multiarch::{GenericPTE, MappingFlags, PageTable64, PagingHandler, PagingMetaData};
 use pagewalk::arm64::{Half, Regime, Stage1};
 use pagewalk::x86::X86_64;
-use pagewalk::{walk, Access, AddrRange, Flow, Format, Leaf, MapAttrs, MemType, Visitor};
+use pagewalk::{translate, walk, Access, AddrRange, Flow, Format, Leaf, MapAttrs, MemType, Visitor};
 
 const GIB: u64 = 1 << 30;
 const VA: u64 = 0x4000_0000;
@@ -230,7 +230,65 @@ fn bench_page_table_multiarch() -> Duration {
     time
 }
 
+/// The walks alone, for an instruction count:
+/// `valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*profiled_walks*' <bench binary> --profile`.
+#[inline(never)]
+fn profiled_walks<F: Format>(format: &F, arena: &Arena, root: u64) -> u64 {
+    let mut v = CountLeaves { leaves: 0, out_sum: 0 };
+    walk(format, arena, root, AddrRange::ALL, &mut v);
+    assert_eq!(v.leaves, LEAVES);
+    v.out_sum
+}
+
+/// Translates every 4 KiB page of the mapping once: one-entry walks.
+#[inline(never)]
+fn profiled_translates<F: Format>(format: &F, arena: &Arena, root: u64) -> u64 {
+    let mut sum = 0u64;
+    for va in (VA..VA + GIB).step_by(0x1000) {
+        sum = sum.wrapping_add(translate(format, arena, root, va).unwrap().out);
+    }
+    sum
+}
+
+/// `--profile [x86|arm64|translate]`: one walk of each (or the named)
+/// format's table, or a translate of every page of the x86 table.
+fn profile(which: Option<&str>) {
+    if which == Some("translate") {
+        let x86 = X86_64::four_level();
+        let (arena, root) = build(&x86);
+        black_box(profiled_translates(&x86, &arena, root));
+        return;
+    }
+    if which != Some("arm64") {
+        let x86 = X86_64::four_level();
+        let (arena, root) = build(&x86);
+        black_box(profiled_walks(&x86, &arena, root));
+    }
+    if which != Some("x86") {
+        let s1 = Stage1::new(48, Half::Lower, Regime::El1And0).unwrap();
+        let (arena, root) = build(&s1);
+        black_box(profiled_walks(&s1, &arena, root));
+    }
+}
+
+/// `translate` of every page of the x86 table: one-entry walks, the
+/// per-walk overhead.
+fn bench_translate(format: &X86_64) {
+    let (arena, root) = build(format);
+    let (time, _) = best(|| profiled_translates(format, &arena, root));
+    println!(
+        "  (e) translate every page      {:>9.3} ms  {:>7.1} ns per translate",
+        time.as_secs_f64() * 1e3,
+        time.as_secs_f64() * 1e9 / LEAVES as f64
+    );
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(at) = args.iter().position(|a| a == "--profile") {
+        profile(args.get(at + 1).map(String::as_str));
+        return;
+    }
     // `cargo test --benches` runs this with --bench absent: keep it quick then.
     if !std::env::args().any(|a| a == "--bench") {
         println!("pagewalk bench: run with `cargo bench -p pagewalk`");
@@ -242,6 +300,7 @@ fn main() {
         ptdump::x86::dump(out, &x86, mem, root, AddrRange::ALL, &[]).map(|s| s.lines)
     });
     let theirs = bench_page_table_multiarch();
+    bench_translate(&x86);
     let s1 = Stage1::new(48, Half::Lower, Regime::El1And0).unwrap();
     println!();
     let ours_arm = bench_ours("arm64 stage-1 48-bit TTBR0", &s1, |out, mem, root| {

@@ -116,16 +116,39 @@ pub struct WalkSummary {
 /// Deepest possible table stack: levels -1..=3.
 const MAX_DEPTH: usize = 5;
 
+/// Entries read from table memory in one go: enough to amortise a bounds
+/// check (or a stage-2 translation) over many entries, small enough that the
+/// buffers of all five levels (2.5 KiB) fit hv's smallest stack easily.
+const BATCH: usize = 64;
+
+/// Which entries of a table are in its batch buffer.
+#[derive(Clone, Copy)]
+struct Batch {
+    /// Index of the buffer's first entry.
+    start: u64,
+    /// Entries read into the buffer (at most [`BATCH`]).
+    len: u32,
+    /// The entry right after the buffered ones could not be read: it is
+    /// reported when the walk reaches it, and not read again.
+    fault_after: bool,
+}
+
+const EMPTY_BATCH: Batch = Batch {
+    start: 0,
+    len: 0,
+    fault_after: false,
+};
+
+/// A table being walked. Its address, level and the rights left to its
+/// entries are those of `visit`.
 #[derive(Clone, Copy)]
 struct Frame {
-    table: u64,
-    level: Level,
+    visit: TableVisit,
     /// Index-space offset of entry 0 of this table.
     base: u64,
     next_index: u64,
     last_index: u64,
-    allows: Access,
-    visit: TableVisit,
+    batch: Batch,
 }
 
 const EMPTY_VISIT: TableVisit = TableVisit {
@@ -136,14 +159,58 @@ const EMPTY_VISIT: TableVisit = TableVisit {
     allows: Access::NONE,
 };
 const EMPTY_FRAME: Frame = Frame {
-    table: 0,
-    level: Level::PAGE,
+    visit: EMPTY_VISIT,
     base: 0,
     next_index: 0,
     last_index: 0,
-    allows: Access::NONE,
-    visit: EMPTY_VISIT,
+    batch: EMPTY_BATCH,
 };
+
+/// What the walk of one table needs of it per entry.
+#[derive(Clone, Copy)]
+struct TableSpan {
+    table: u64,
+    level: Level,
+    /// Rights the levels above leave to the entries.
+    allows: Access,
+    /// Index-space offset of entry 0.
+    base: u64,
+    shift: u32,
+    /// Entry size - 1.
+    entry_mask: u64,
+}
+
+impl TableSpan {
+    /// The part of entry `index` inside `seg`: first and last offset, and
+    /// where the whole entry starts.
+    #[inline(always)]
+    fn clip(&self, index: u64, seg: AddrRange) -> (u64, u64, u64) {
+        let entry_start = self.base + (index << self.shift);
+        let lo = entry_start.max(seg.start);
+        let hi = (entry_start + self.entry_mask).min(seg.last);
+        (lo, hi, entry_start)
+    }
+}
+
+/// How a run of entries ended.
+enum Run {
+    /// Every entry was reported.
+    BatchDone,
+    /// The visitor ended the walk.
+    Stop,
+    /// A table pointer, not yet reported.
+    Table { raw: u64, next: u64, allows: Access },
+}
+
+/// How the walk of one table stopped.
+enum Step {
+    /// Every entry of the table is done.
+    Done,
+    /// A child table was pushed on the stack.
+    Descend,
+    /// The visitor ended the walk.
+    Stop,
+}
 
 /// Walks the tables rooted at `root` over `range` (addresses as the format
 /// reports them), with no limits.
@@ -178,7 +245,17 @@ where
         summary: WalkSummary::default(),
     };
     for segment in segments(format, range).into_iter().flatten() {
-        if !walker.walk_segment(root, segment) {
+        // A range inside one page (a translation) reads one entry a table:
+        // batches of one, so that it does not pay for zeroing 2.5 KiB.
+        let (mut one, mut many);
+        let buffers: &mut [u64] = if segment.start >> crate::PAGE_SHIFT == segment.last >> crate::PAGE_SHIFT {
+            one = [0u64; MAX_DEPTH];
+            &mut one
+        } else {
+            many = [0u64; MAX_DEPTH * BATCH];
+            &mut many
+        };
+        if !walker.walk_segment(root, segment, buffers) {
             walker.summary.stopped = true;
             break;
         }
@@ -253,7 +330,9 @@ where
     }
 
     /// Walks one index-space piece. Returns false when the visitor stopped.
-    fn walk_segment(&mut self, root: u64, seg: AddrRange) -> bool {
+    /// `buffers` holds one batch buffer for each level of the table stack,
+    /// `buffers.len() / MAX_DEPTH` entries each.
+    fn walk_segment(&mut self, root: u64, seg: AddrRange, buffers: &mut [u64]) -> bool {
         let root_level = self.format.root_level();
         let shift = root_level.shift();
         let last_root = (self.format.root_entries() as u64).saturating_sub(1);
@@ -276,70 +355,199 @@ where
         // a 4 KiB frame.
         let root_bytes = (self.format.root_entries() as u64 * 8).next_power_of_two();
         let root_align = root_bytes.clamp(64, crate::PAGE_SIZE);
-        if let Err(reason) = self.check_table(root, root_align, first_index, &[]) {
-            let bad = BadEntry {
-                addr: visit.addr,
-                size: visit.size,
-                level: root_level,
-                raw: 0,
-                entry_addr: root,
-                reason,
-            };
-            return self.report_bad(&bad);
-        }
+        let mut stack = [EMPTY_FRAME; MAX_DEPTH];
+        let stride = buffers.len() / MAX_DEPTH;
+        let batch = match self.check_table(root, root_align, first_index, last_index, &[], &mut buffers[..stride]) {
+            Ok(batch) => batch,
+            Err(reason) => {
+                let bad = BadEntry {
+                    addr: visit.addr,
+                    size: visit.size,
+                    level: root_level,
+                    raw: 0,
+                    entry_addr: root,
+                    reason,
+                };
+                return self.report_bad(&bad);
+            }
+        };
         match self.visitor.table_enter(&visit) {
             Flow::Continue => {}
             Flow::SkipSubtree => return true,
             Flow::Stop => return false,
         }
-        let mut stack = [EMPTY_FRAME; MAX_DEPTH];
         stack[0] = Frame {
-            table: root,
-            level: root_level,
+            visit,
             base: 0,
             next_index: first_index,
             last_index,
-            allows: root_allows,
-            visit,
+            batch,
         };
         let mut depth = 1;
         while depth > 0 {
-            let frame = stack[depth - 1];
-            if frame.next_index > frame.last_index {
-                depth -= 1;
-                if self.visitor.table_leave(&frame.visit) == Flow::Stop {
-                    return false;
+            match self.walk_table(&mut stack, buffers, depth, seg) {
+                Step::Descend => depth += 1,
+                Step::Done => {
+                    depth -= 1;
+                    if self.visitor.table_leave(&stack[depth].visit) == Flow::Stop {
+                        return false;
+                    }
+                }
+                Step::Stop => return false,
+            }
+        }
+        true
+    }
+
+    /// Walks the entries of the table on top of the stack (`stack[depth - 1]`)
+    /// from where it left off, until the table is done, a child table is
+    /// pushed, or the visitor stops the walk.
+    fn walk_table(
+        &mut self,
+        stack: &mut [Frame; MAX_DEPTH],
+        buffers: &mut [u64],
+        depth: usize,
+        seg: AddrRange,
+    ) -> Step {
+        let frame = stack[depth - 1];
+        let stride = buffers.len() / MAX_DEPTH;
+        let (own, below) = buffers.split_at_mut(depth * stride);
+        let own = &mut own[(depth - 1) * stride..];
+        let TableVisit {
+            table, level, allows, ..
+        } = frame.visit;
+        let shift = level.shift();
+        let span = TableSpan {
+            table,
+            level,
+            allows,
+            base: frame.base,
+            shift,
+            entry_mask: (1u64 << shift) - 1,
+        };
+        let mut batch = frame.batch;
+        let mut index = frame.next_index;
+        while index <= frame.last_index {
+            if index.wrapping_sub(batch.start) >= u64::from(batch.len) {
+                if batch.fault_after && index == batch.start + u64::from(batch.len) {
+                    // Already read once and failed: report it, do not retry.
+                    batch = Batch {
+                        start: index + 1,
+                        len: 0,
+                        fault_after: false,
+                    };
+                    let (lo, hi, _) = span.clip(index, seg);
+                    let bad = BadEntry {
+                        addr: self.addr_of(lo),
+                        size: hi - lo + 1,
+                        level,
+                        raw: 0,
+                        entry_addr: table.wrapping_add(index * 8),
+                        reason: BadReason::UnreadableTable { table },
+                    };
+                    index += 1;
+                    if !self.report_bad(&bad) {
+                        return Step::Stop;
+                    }
+                } else {
+                    batch = self.read_batch(table, index, frame.last_index, own);
                 }
                 continue;
             }
-            stack[depth - 1].next_index += 1;
-            let index = frame.next_index;
-            let shift = frame.level.shift();
-            let entry_start = frame.base + (index << shift);
-            let entry_last = entry_start + ((1u64 << shift) - 1);
-            let lo = entry_start.max(seg.start);
-            let hi = entry_last.min(seg.last);
+            // A batch never reaches past the table's last walked entry.
+            let raws = &own[(index - batch.start) as usize..batch.len as usize];
+            // Most entries are 4 KiB leaves: a loop of its own lets the
+            // format's decode fold away its checks for other levels.
+            let run = if level.is_page() {
+                self.run_entries(
+                    raws,
+                    &mut index,
+                    &TableSpan {
+                        level: Level::PAGE,
+                        ..span
+                    },
+                    seg,
+                )
+            } else {
+                self.run_entries(raws, &mut index, &span, seg)
+            };
+            let (raw, next, next_allows) = match run {
+                Run::BatchDone => continue,
+                Run::Stop => return Step::Stop,
+                Run::Table { raw, next, allows } => (raw, next, allows),
+            };
+            // The table entry is `index - 1`.
+            let entry_index = index - 1;
+            let (lo, hi, entry_start) = span.clip(entry_index, seg);
             let addr = self.addr_of(lo);
             let size = hi - lo + 1;
-            let entry_addr = frame.table.wrapping_add(index * 8);
-            let level = frame.level;
-            let raw = match self.mem.read_u64(entry_addr) {
-                Ok(raw) => raw,
-                Err(_) => {
-                    let reason = BadReason::UnreadableTable { table: frame.table };
-                    if !self.report_bad(&BadEntry {
+            let entry_addr = table.wrapping_add(entry_index * 8);
+            let child_level = level.next();
+            let first = (lo - entry_start) >> child_level.shift();
+            let last = (hi - entry_start) >> child_level.shift();
+            let check = match below.get_mut(..stride) {
+                Some(child_buffer) if !level.is_page() => {
+                    self.check_table(next, crate::PAGE_SIZE, first, last, &stack[..depth], child_buffer)
+                }
+                // No level below (or a table pointer at the 4 KiB level).
+                _ => Err(BadReason::ReservedDescriptor),
+            };
+            let flow = match check {
+                Err(reason) => {
+                    self.summary.bad += 1;
+                    self.visitor.bad(&BadEntry {
                         addr,
                         size,
                         level,
-                        raw: 0,
+                        raw,
                         entry_addr,
                         reason,
-                    }) {
-                        return false;
+                    })
+                }
+                Ok(child_batch) => {
+                    let visit = TableVisit {
+                        addr,
+                        size,
+                        level: child_level,
+                        table: next,
+                        allows: allows & next_allows,
+                    };
+                    match self.visitor.table_enter(&visit) {
+                        Flow::Continue => {
+                            stack[depth - 1].next_index = index;
+                            stack[depth - 1].batch = batch;
+                            stack[depth] = Frame {
+                                visit,
+                                base: entry_start,
+                                next_index: first,
+                                last_index: last,
+                                batch: child_batch,
+                            };
+                            return Step::Descend;
+                        }
+                        flow => flow,
                     }
-                    continue;
                 }
             };
+            if flow == Flow::Stop {
+                return Step::Stop;
+            }
+        }
+        Step::Done
+    }
+
+    /// Reports the entries `raws` (from `*index` on) that are not table
+    /// pointers, up to the first that is: that one is returned, for the
+    /// caller to descend into, with `*index` already past it.
+    #[inline(always)]
+    fn run_entries(&mut self, raws: &[u64], index: &mut u64, span: &TableSpan, seg: AddrRange) -> Run {
+        let level = span.level;
+        for &raw in raws {
+            let (lo, hi, entry_start) = span.clip(*index, seg);
+            let entry_addr = span.table.wrapping_add(*index * 8);
+            *index += 1;
+            let addr = self.addr_of(lo);
+            let size = hi - lo + 1;
             let flow = match self.format.decode(level, raw) {
                 Decoded::Absent => {
                     self.summary.holes += 1;
@@ -364,77 +572,55 @@ where
                 }
                 Decoded::Leaf { out, access } => {
                     self.summary.leaves += 1;
-                    let leaf = Leaf {
+                    self.visitor.leaf(&Leaf {
                         addr,
                         size,
                         level,
                         out: out.wrapping_add(lo - entry_start),
                         raw,
-                        access: access & frame.allows,
+                        access: access & span.allows,
                         entry_addr,
-                    };
-                    self.visitor.leaf(&leaf)
+                    })
                 }
-                Decoded::Table { next, allows } => {
-                    let child_level = level.next();
-                    let first = (lo - entry_start) >> child_level.shift();
-                    let check = if level.is_page() || depth >= MAX_DEPTH {
-                        Err(BadReason::ReservedDescriptor)
-                    } else {
-                        self.check_table(next, crate::PAGE_SIZE, first, &stack[..depth])
-                    };
-                    match check {
-                        Err(reason) => {
-                            self.summary.bad += 1;
-                            self.visitor.bad(&BadEntry {
-                                addr,
-                                size,
-                                level,
-                                raw,
-                                entry_addr,
-                                reason,
-                            })
-                        }
-                        Ok(()) => {
-                            let allows = frame.allows & allows;
-                            let visit = TableVisit {
-                                addr,
-                                size,
-                                level: child_level,
-                                table: next,
-                                allows,
-                            };
-                            let flow = self.visitor.table_enter(&visit);
-                            if flow == Flow::Continue {
-                                stack[depth] = Frame {
-                                    table: next,
-                                    level: child_level,
-                                    base: entry_start,
-                                    next_index: first,
-                                    last_index: (hi - entry_start) >> child_level.shift(),
-                                    allows,
-                                    visit,
-                                };
-                                depth += 1;
-                            }
-                            flow
-                        }
-                    }
-                }
+                Decoded::Table { next, allows } => return Run::Table { raw, next, allows },
             };
             if flow == Flow::Stop {
-                return false;
+                return Run::Stop;
             }
         }
-        true
+        Run::BatchDone
+    }
+
+    /// Reads entries `first..=last` of `table` (a batch at most) into `buffer`.
+    #[inline]
+    fn read_batch(&self, table: u64, first: u64, last: u64, buffer: &mut [u64]) -> Batch {
+        let wanted = (last - first + 1).min(buffer.len() as u64) as usize;
+        let read = self
+            .mem
+            .read_entries(table.wrapping_add(first * 8), &mut buffer[..wanted])
+            .min(wanted);
+        Batch {
+            start: first,
+            len: read as u32,
+            fault_after: read < wanted,
+        }
     }
 
     /// May the walk descend into `table`? Counts it against the budget,
-    /// refuses a table that is its own ancestor, and probes the first entry
-    /// the walk would read so that an unreadable table is reported once, at
-    /// the entry that points to it.
-    fn check_table(&mut self, table: u64, align: u64, first_index: u64, ancestors: &[Frame]) -> Result<(), BadReason> {
-        if ancestors.iter().any(|f| f.table == table) {
+    /// refuses a table that is its own ancestor, and reads the first batch of
+    /// entries the walk would read (`first..=last`), so that a table whose
+    /// first entry is unreadable is reported once, at the entry that points
+    /// to it.
+    fn check_table(
+        &mut self,
+        table: u64,
+        align: u64,
+        first: u64,
+        last: u64,
+        ancestors: &[Frame],
+        buffer: &mut [u64],
+    ) -> Result<Batch, BadReason> {
+        if ancestors.iter().any(|f| f.visit.table == table) {
             return Err(BadReason::TableCycle { table });
         }
         if self.summary.tables >= self.limits.max_tables {
@@ -443,11 +629,12 @@ where
         if !table.is_multiple_of(align) {
             return Err(BadReason::UnreadableTable { table });
         }
-        self.mem
-            .read_u64(table.wrapping_add(first_index * 8))
-            .map_err(|_| BadReason::UnreadableTable { table })?;
+        let batch = self.read_batch(table, first, last, buffer);
+        if batch.len == 0 {
+            return Err(BadReason::UnreadableTable { table });
+        }
         self.summary.tables += 1;
-        Ok(())
+        Ok(batch)
     }
 
     fn report_bad(&mut self, bad: &BadEntry) -> bool {
