@@ -9,6 +9,7 @@ pub mod cmdline;
 pub mod console;
 pub mod guest;
 pub mod hypercall;
+pub mod introspect;
 pub mod mem;
 mod ptdump_glue;
 pub mod selfcheck;

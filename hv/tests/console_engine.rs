@@ -5,7 +5,7 @@ mod console_common;
 
 use console_common::*;
 use hv::console::job::{Job, StepOutcome};
-use hv::console::{parse, run_to_end, Command, ParseError, Tables, UserRange, Verdict};
+use hv::console::{parse, run_to_end, Command, ParseError, Tables, UserRange, Verdict, Views};
 use pagewalk::AddrRange;
 
 fn run(target: &ViewTarget<'_>, line: &str) -> (Verdict, String) {
@@ -224,10 +224,7 @@ fn unavailable_tables_say_so() {
         );
     }
     let (_, out) = run(&target, "ptdump guest");
-    assert_eq!(
-        out,
-        "hv: 'guest' tables not available: guest stage-1 introspection is not implemented yet\n"
-    );
+    assert_eq!(out, "hv: 'guest' tables not available: no guest has been created\n");
 }
 
 #[test]
@@ -260,7 +257,7 @@ fn wx_refuses_second_stage_tables() {
     let hv = hv_tables(false);
     let s2 = guest_stage2(false);
     let mut target = ViewTarget::new(hv.view(), None);
-    target.guest = Ok(s2.view());
+    target.guest = Ok(Views::one(s2.view()));
     let (verdict, out) = run(&target, "wx guest");
     assert_eq!(verdict, Verdict::Failed);
     assert_eq!(

@@ -239,7 +239,7 @@ fn failed_commands_flag_it() {
     let text = w.phys.guest_bytes(GUEST_RAM_GPA + PAGE, reply.regs[1] as usize);
     assert_eq!(
         String::from_utf8(text).unwrap(),
-        "hv: 'guest' tables not available: guest stage-1 introspection is not implemented yet\n"
+        "hv: 'guest' tables not available: no guest has been created\n"
     );
 }
 

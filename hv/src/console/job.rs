@@ -14,6 +14,7 @@
 //! contiguous and print the same attributes, so the sliced output is the
 //! output of one whole dump.
 
+use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -22,7 +23,9 @@ use core::fmt::{self, Write};
 use pagewalk::{walk_with, AddrRange, Flow, Format, Leaf, TableVisit, Visitor, WalkLimits};
 use ptdump::{DumpStats, Marker, WxOptions};
 
-use super::{parse, Command, ConsoleTarget, ParseError, TableFormat, TableView, Tables, UserRange, Verdict, HELP};
+use super::{
+    parse, Command, ConsoleTarget, ParseError, TableFormat, TableView, Tables, UserRange, Verdict, Views, HELP,
+};
 
 /// Tables one dump step may enter (per walk; a step walks twice).
 pub const SLICE_TABLES: u64 = 32;
@@ -53,7 +56,7 @@ pub struct Job {
 enum State {
     Refused(ParseError),
     Once(Command),
-    Dump(DumpJob),
+    Dump(Box<DumpJob>),
     Finished(Verdict),
 }
 
@@ -67,7 +70,7 @@ impl Job {
     pub fn with_table_limit(_target: &dyn ConsoleTarget, line: &str, max_tables: u64) -> Job {
         let state = match parse(line) {
             Err(e) => State::Refused(e),
-            Ok(Command::Ptdump { tables, range }) => State::Dump(DumpJob::new(tables, range, max_tables)),
+            Ok(Command::Ptdump { tables, range }) => State::Dump(Box::new(DumpJob::new(tables, range, max_tables))),
             Ok(other) => State::Once(other),
         };
         Job { state }
@@ -84,7 +87,7 @@ impl Job {
     /// Tables the dump walked so far (0 for other commands).
     pub fn tables_walked(&self) -> u64 {
         match &self.state {
-            State::Dump(DumpJob { plan: Some(plan), .. }) => plan.tables_walked,
+            State::Dump(dump) => dump.tables_walked(),
             _ => 0,
         }
     }
@@ -133,33 +136,11 @@ fn run_once(command: Command, target: &dyn ConsoleTarget, out: &mut dyn Write) -
             Ok(Verdict::Ok)
         }
         Command::Wx { tables } => {
-            let view = match tables.view(target) {
-                Ok(view) => view,
+            let views = match tables.views(target) {
+                Ok(views) => views,
                 Err(na) => return not_available(out, tables, na.reason),
             };
-            let options = WxOptions {
-                list_all: true,
-                limits: WalkLimits {
-                    max_tables: WX_MAX_TABLES,
-                },
-            };
-            let report = match &view.format {
-                TableFormat::Arm64Stage1(f) => {
-                    ptdump::arm64::check_wx_with(out, f, view.mem, view.root, view.range, &options)?
-                }
-                TableFormat::X86_64(f) => {
-                    ptdump::x86::check_wx_with(out, f, view.mem, view.root, view.range, &options)?
-                }
-                _ => {
-                    writeln!(
-                        out,
-                        "hv: wx: the '{}' tables are second-stage tables; W+X is checked on stage-1 tables",
-                        tables.name()
-                    )?;
-                    return Ok(Verdict::Failed);
-                }
-            };
-            Ok(if report.passed() { Verdict::Ok } else { Verdict::Failed })
+            check_wx(tables, &views, out)
         }
         Command::AuditS2 => {
             let view = match target.stage2() {
@@ -185,6 +166,77 @@ fn run_once(command: Command, target: &dyn ConsoleTarget, out: &mut dyn Write) -
     }
 }
 
+/// Linux's W+X check on every part Linux would check (for a guest, the
+/// kernel half only), with the arch's messages; fails if any part fails.
+fn check_wx(tables: Tables, views: &Views<'_>, out: &mut dyn Write) -> Result<Verdict, fmt::Error> {
+    let options = WxOptions {
+        list_all: true,
+        limits: WalkLimits {
+            max_tables: WX_MAX_TABLES,
+        },
+    };
+    let mut verdict = Verdict::Ok;
+    let mut checked = 0;
+    for part in views.parts().filter(|p| p.wx) {
+        checked += 1;
+        if views.len() > 1 {
+            writeln!(
+                out,
+                "hv: wx {}: Linux's check covers the kernel's mappings: {} {}",
+                tables.name(),
+                part.name,
+                part.range
+            )?;
+        }
+        let view = match part.tables {
+            Ok(view) => view,
+            Err(na) => {
+                writeln!(
+                    out,
+                    "hv: wx {}: {} not checked: {}",
+                    tables.name(),
+                    part.name,
+                    na.reason
+                )?;
+                verdict = Verdict::Failed;
+                continue;
+            }
+        };
+        if let Some(note) = part.wx_note {
+            writeln!(out, "hv: {}", note.text)?;
+            if note.fails {
+                verdict = Verdict::Failed;
+            }
+        }
+        let report = match &view.format {
+            TableFormat::Arm64Stage1(f) => {
+                ptdump::arm64::check_wx_with(out, f, view.mem, view.root, part.range, &options)?
+            }
+            TableFormat::X86_64(f) => ptdump::x86::check_wx_with(out, f, view.mem, view.root, part.range, &options)?,
+            _ => {
+                writeln!(
+                    out,
+                    "hv: wx: the '{}' tables are second-stage tables; W+X is checked on stage-1 tables",
+                    tables.name()
+                )?;
+                return Ok(Verdict::Failed);
+            }
+        };
+        if !report.passed() {
+            verdict = Verdict::Failed;
+        }
+    }
+    if checked == 0 {
+        writeln!(
+            out,
+            "hv: wx {}: no part of these tables holds kernel mappings",
+            tables.name()
+        )?;
+        return Ok(Verdict::Failed);
+    }
+    Ok(verdict)
+}
+
 /// A marker to print when the dump reaches `pos`.
 struct PendingMarker {
     pos: u128,
@@ -195,10 +247,116 @@ struct DumpJob {
     tables: Tables,
     user_range: Option<UserRange>,
     max_tables: u64,
-    /// Set up on the first step, when the view is at hand.
+    /// The part being dumped (an index into the target's [`Views`]).
+    part: usize,
+    /// Set up when a part starts, with its view at hand.
     plan: Option<Plan>,
+    /// Tables walked by the parts already finished.
+    walked_before: u64,
+    /// Whether some part's range met the user's range.
+    met_range: bool,
 }
 
+impl DumpJob {
+    fn new(tables: Tables, user_range: Option<UserRange>, max_tables: u64) -> DumpJob {
+        DumpJob {
+            tables,
+            user_range,
+            max_tables,
+            part: 0,
+            plan: None,
+            walked_before: 0,
+            met_range: false,
+        }
+    }
+
+    fn tables_walked(&self) -> u64 {
+        self.walked_before + self.plan.as_ref().map_or(0, |p| p.tables_walked)
+    }
+
+    /// Dumps the parts one after the other; a step works on one part only
+    /// (parts that are skipped cost no walk).
+    fn step(
+        &mut self,
+        target: &dyn ConsoleTarget,
+        out: &mut dyn Write,
+        budget: u64,
+    ) -> Result<StepOutcome, fmt::Error> {
+        let views = match self.tables.views(target) {
+            Ok(views) => views,
+            Err(na) => return not_available(out, self.tables, na.reason).map(StepOutcome::Done),
+        };
+        loop {
+            let Some(part) = views.get(self.part) else {
+                return self.finish(&views, out).map(StepOutcome::Done);
+            };
+            let user = self
+                .user_range
+                .map(|u| AddrRange::new(u.start, u.end).and_then(|r| r.intersect(&part.range)));
+            if user == Some(None) {
+                self.part += 1;
+                continue;
+            }
+            self.met_range = true;
+            let view = match part.tables {
+                Ok(view) => view,
+                Err(na) => {
+                    writeln!(out, "hv: {} not walked: {}", part.name, na.reason)?;
+                    self.part += 1;
+                    continue;
+                }
+            };
+            if self.plan.is_none() {
+                let remaining = self.max_tables.saturating_sub(self.walked_before);
+                match Plan::new(&view, self.user_range, remaining) {
+                    Ok(plan) => {
+                        self.plan = Some(Plan {
+                            walked_before: self.walked_before,
+                            ..plan
+                        })
+                    }
+                    // The part's range met the user's; its view's range does not (a broken target).
+                    Err(_) => {
+                        self.part += 1;
+                        continue;
+                    }
+                }
+            }
+            let Some(plan) = self.plan.as_mut() else {
+                return Ok(StepOutcome::Done(Verdict::Failed));
+            };
+            return match plan.step(&view, out, budget)? {
+                StepOutcome::More => Ok(StepOutcome::More),
+                StepOutcome::Done(Verdict::Failed) => Ok(StepOutcome::Done(Verdict::Failed)),
+                StepOutcome::Done(Verdict::Ok) => {
+                    self.walked_before += plan.tables_walked;
+                    self.plan = None;
+                    self.part += 1;
+                    Ok(StepOutcome::More)
+                }
+            };
+        }
+    }
+
+    /// After the last part: the verdict, or why nothing was dumped.
+    fn finish(&mut self, views: &Views<'_>, out: &mut dyn Write) -> Result<Verdict, fmt::Error> {
+        if self.met_range {
+            return Ok(Verdict::Ok);
+        }
+        write!(
+            out,
+            "hv: ptdump {}: the range lies outside the tables' address range",
+            self.tables.name()
+        )?;
+        for (i, part) in views.parts().enumerate() {
+            write!(out, "{}{}", if i == 0 { " " } else { " and " }, part.range)?;
+        }
+        writeln!(out)?;
+        Ok(Verdict::Failed)
+    }
+}
+
+/// One part's dump: its slices' bounds and markers.
 struct Plan {
     cursor: u128,
     end: u128,
@@ -208,46 +366,8 @@ struct Plan {
     merger: LineMerger,
     tables_walked: u64,
     max_tables: u64,
-}
-
-impl DumpJob {
-    fn new(tables: Tables, user_range: Option<UserRange>, max_tables: u64) -> DumpJob {
-        DumpJob {
-            tables,
-            user_range,
-            max_tables,
-            plan: None,
-        }
-    }
-
-    fn step(
-        &mut self,
-        target: &dyn ConsoleTarget,
-        out: &mut dyn Write,
-        budget: u64,
-    ) -> Result<StepOutcome, fmt::Error> {
-        let view = match self.tables.view(target) {
-            Ok(view) => view,
-            Err(na) => return not_available(out, self.tables, na.reason).map(StepOutcome::Done),
-        };
-        if self.plan.is_none() {
-            match Plan::new(&view, self.user_range, self.max_tables) {
-                Ok(plan) => self.plan = Some(plan),
-                Err(range) => {
-                    writeln!(
-                        out,
-                        "hv: ptdump {}: the range lies outside the tables' address range {range}",
-                        self.tables.name()
-                    )?;
-                    return Ok(StepOutcome::Done(Verdict::Failed));
-                }
-            }
-        }
-        let Some(plan) = self.plan.as_mut() else {
-            return Ok(StepOutcome::Done(Verdict::Failed));
-        };
-        plan.step(&view, out, budget)
-    }
+    /// Tables earlier parts of the command walked (for the limit message).
+    walked_before: u64,
 }
 
 const TOP: u128 = 1 << 64;
@@ -297,6 +417,7 @@ impl Plan {
             merger: LineMerger::new(view.format.sizes_in_kib()),
             tables_walked: 0,
             max_tables,
+            walked_before: 0,
         })
     }
 
@@ -309,7 +430,7 @@ impl Plan {
             writeln!(
                 out,
                 "hv: ptdump stopped after {} tables (the limit for one command); dump a smaller range with START END",
-                self.tables_walked
+                self.walked_before + self.tables_walked
             )?;
             return Ok(StepOutcome::Done(Verdict::Failed));
         }

@@ -5,7 +5,11 @@
 //! `wx hv|guest`, `audit s2`) is parsed by [`parse`] and run against a
 //! [`ConsoleTarget`], which the architecture implements by handing out
 //! [`TableView`]s: the table format, the memory the tables live in, the root
-//! and the markers. The engine picks the matching `ptdump` function.
+//! and the markers. The engine picks the matching `ptdump` function. The
+//! guest's stage-1 comes in up to [`MAX_PARTS`] parts ([`Views`]: arm64
+//! TTBR0_EL1 then TTBR1_EL1, x86 CR3's user then kernel half, built by
+//! [`crate::introspect`]); a dump prints them one after the other, and `wx`
+//! checks the parts Linux checks (the kernel half).
 //!
 //! Dumps are produced in address slices of a bounded number of tables (see
 //! [`job`]), so a transport can spread a long dump over many calls; the boot
@@ -78,6 +82,78 @@ pub struct NotAvailable {
     pub reason: &'static str,
 }
 
+/// Most parts one set of tables has: the guest's stage-1 is two halves
+/// (arm64 TTBR0_EL1 / TTBR1_EL1; x86 CR3's user and kernel halves).
+pub const MAX_PARTS: usize = 2;
+
+/// Something `wx` must say about a part that its entries alone do not show
+/// (x86 CR0.WP = 0, EFER.NXE = 0), printed as `hv: <text>` before the check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WxNote {
+    pub text: &'static str,
+    /// The note alone fails the check (the kernel can write read-only pages).
+    pub fails: bool,
+}
+
+/// One part of a set of tables: a root and the addresses it translates.
+#[derive(Clone, Copy)]
+pub struct ViewPart<'a> {
+    /// Which root this is, for hv's own lines (`"TTBR1_EL1"`, `"CR3 kernel half"`).
+    pub name: &'a str,
+    /// The addresses this part translates (a switched-off half keeps its range).
+    pub range: AddrRange,
+    /// The tables, or why this part is not walked (TCR_EL1.EPD0/EPD1).
+    pub tables: Result<TableView<'a>, NotAvailable>,
+    /// Whether `wx` checks this part: Linux checks kernel mappings only.
+    pub wx: bool,
+    pub wx_note: Option<WxNote>,
+}
+
+/// The parts a command walks, in address order (dumps print them one after
+/// the other, each with its own markers).
+#[derive(Clone, Copy)]
+pub struct Views<'a> {
+    parts: [Option<ViewPart<'a>>; MAX_PARTS],
+}
+
+impl<'a> Views<'a> {
+    /// One view, checked whole by `wx` (hv's tables, the stage-2).
+    pub fn one(view: TableView<'a>) -> Views<'a> {
+        Views::new([
+            Some(ViewPart {
+                name: "",
+                range: view.range,
+                tables: Ok(view),
+                wx: true,
+                wx_note: None,
+            }),
+            None,
+        ])
+    }
+
+    /// Parts in address order; `None` slots are skipped.
+    pub fn new(parts: [Option<ViewPart<'a>>; MAX_PARTS]) -> Views<'a> {
+        Views { parts }
+    }
+
+    pub fn parts(&self) -> impl Iterator<Item = &ViewPart<'a>> {
+        self.parts.iter().flatten()
+    }
+
+    pub fn len(&self) -> usize {
+        self.parts().count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The `index`-th part (skipping empty slots).
+    pub fn get(&self, index: usize) -> Option<&ViewPart<'a>> {
+        self.parts().nth(index)
+    }
+}
+
 /// What the architecture provides to the console. Every method must be cheap
 /// (the session calls them once per hypercall / doorbell trap) and must not
 /// change the tables.
@@ -88,8 +164,9 @@ pub trait ConsoleTarget {
     fn hv_tables(&self) -> TableView<'_>;
     /// The guest's stage-2 / NPT / EPT.
     fn stage2(&self) -> Result<TableView<'_>, NotAvailable>;
-    /// The vCPU's current stage-1 tables, read through stage-2.
-    fn guest_tables(&self) -> Result<TableView<'_>, NotAvailable>;
+    /// The vCPU's current stage-1 tables, read through stage-2, in parts
+    /// (see [`crate::introspect`], which builds them from the guest's registers).
+    fn guest_tables(&self) -> Result<Views<'_>, NotAvailable>;
     /// Physical memory hv owns (image, heap, stacks, tables): what no stage-2
     /// entry may map and no hypercall buffer may land in.
     fn hv_owned(&self) -> &[Named<'_>];
@@ -114,11 +191,11 @@ impl Tables {
         }
     }
 
-    /// The view of these tables, or why there is none.
-    pub fn view<'t>(self, target: &'t dyn ConsoleTarget) -> Result<TableView<'t>, NotAvailable> {
+    /// The views of these tables, or why there are none.
+    pub fn views<'t>(self, target: &'t dyn ConsoleTarget) -> Result<Views<'t>, NotAvailable> {
         match self {
-            Tables::Hv => Ok(target.hv_tables()),
-            Tables::Stage2 => target.stage2(),
+            Tables::Hv => Ok(Views::one(target.hv_tables())),
+            Tables::Stage2 => target.stage2().map(Views::one),
             Tables::Guest => target.guest_tables(),
         }
     }
@@ -185,7 +262,7 @@ hv console commands:
   info                            hv version, architecture, memory layout, guest state
   ptdump hv|s2|guest [START END]  dump hv's tables, the guest's stage-2/NPT, or the guest's
                                   own tables, over [START, END) (hex 0x... or decimal)
-  wx hv|guest                     Linux's W+X check of hv's or the guest's stage-1 tables
+  wx hv|guest                     Linux's W+X check of hv's tables or the guest's kernel half
   audit s2                        check that no stage-2/NPT entry maps memory hv owns
 ";
 

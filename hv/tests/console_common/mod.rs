@@ -6,7 +6,7 @@
 use std::cell::Cell;
 use std::fmt::{self, Write};
 
-use hv::console::{ConsoleTarget, NotAvailable, TableFormat, TableView};
+use hv::console::{ConsoleTarget, NotAvailable, TableFormat, TableView, Views};
 use hv::guest::{MemRange, Named};
 use hv::hypercall::guest_mem::{GuestMemError, PhysMemory};
 use mm::{Arena, TableBuilder};
@@ -229,12 +229,12 @@ pub struct ViewTarget<'a> {
     pub arch: &'static str,
     pub hv: TableView<'a>,
     pub s2: Result<TableView<'a>, NotAvailable>,
-    pub guest: Result<TableView<'a>, NotAvailable>,
+    pub guest: Result<Views<'a>, NotAvailable>,
     pub owned: Vec<Named<'static>>,
 }
 
 pub const NO_GUEST_TABLES: NotAvailable = NotAvailable {
-    reason: "guest stage-1 introspection is not implemented yet",
+    reason: "no guest has been created",
 };
 
 impl<'a> ViewTarget<'a> {
@@ -261,7 +261,7 @@ impl ConsoleTarget for ViewTarget<'_> {
     fn stage2(&self) -> Result<TableView<'_>, NotAvailable> {
         self.s2
     }
-    fn guest_tables(&self) -> Result<TableView<'_>, NotAvailable> {
+    fn guest_tables(&self) -> Result<Views<'_>, NotAvailable> {
         self.guest
     }
     fn hv_owned(&self) -> &[Named<'_>] {
