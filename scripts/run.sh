@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # Builds hv and boots it under QEMU.
 #
-#   scripts/run.sh                                  arm64, no guest: hv boots, checks itself, powers off
-#   scripts/run.sh --hv-args 'selftest=wx'          hv maps a W+X page on purpose and must refuse to boot
+#   scripts/run.sh                                  arm64: hv boots Debian's Linux under its stage-2,
+#                                                   root shell on the console (`poweroff` ends it)
+#   scripts/run.sh --guest-cmd 'cat /proc/cpuinfo' --smp 2   the guest runs the command and powers off
+#   scripts/run.sh --guest none                     hv boots, checks itself, powers off
+#   scripts/run.sh --guest none --hv-args 'selftest=wx'   hv maps a W+X page on purpose and must refuse to boot
 #   scripts/run.sh --cpu cortex-a57 --mem 2G
+#   scripts/run.sh --arch x86_64                    x86_64: hv runs Debian's amd64 Linux under SVM + NPT
+#   scripts/run.sh --arch x86_64 --cpu EPYC --guest-cmd 'uname -a'
 #
 # On a terminal QEMU runs interactively (Ctrl-A X quits). Otherwise the serial
 # log goes to stdout and the exit status says how the machine ended:
@@ -43,8 +48,8 @@ usage() {
     cat <<'USAGE'
 usage: scripts/run.sh [options]
   --arch aarch64|x86_64     architecture to boot (default aarch64)
-  --guest none|linux|test   what hv runs after its boot checks (default none;
-                            linux and test are not available yet)
+  --guest none|linux|test   what hv runs after its boot checks (default linux;
+                            test is not available yet)
   --hv-args 'ARGS'          hv's command line, e.g. 'selftest=wx log=debug'
                             (options: guest=, selftest=wx[,fault][,panic], log=LEVEL)
   --guest-cmd 'CMD'         shell command the Linux guest runs before it powers off
@@ -60,7 +65,7 @@ USAGE
 }
 
 arch=aarch64
-guest=none
+guest=
 hv_args=
 guest_cmd=
 kernel=
@@ -119,9 +124,19 @@ check_arch() {
 }
 check_arch
 
+# The default guest: the Linux guest (both arches run it).
+if [ -z "$guest" ]; then
+    case "$arch" in
+        aarch64 | x86_64) guest=linux ;;
+        *) guest=none ;;
+    esac
+fi
+
 case "$guest" in
     none) ;;
-    linux | test) die 2 "--guest $guest is not available yet: hv cannot start a guest so far; use --guest none" ;;
+    # Both arches run the Linux guest (guest_bundle_aarch64 / guest_bundle_x86_64 below).
+    linux) ;;
+    test) die 2 "--guest $guest is not available yet: hv cannot start a guest so far; use --guest none" ;;
     *) die 2 "--guest '$guest': expected none, linux or test" ;;
 esac
 
@@ -159,6 +174,29 @@ hv_cmdline="guest=$guest${hv_args:+ $hv_args}"
 
 # ---- per-architecture QEMU command lines ----------------------------------
 
+# arm64 --guest linux: kernel (Image) + initramfs + command line go into one guest
+# bundle (scripts/mkbundle.py), passed as QEMU's -initrd: QEMU puts it at RAM base
+# + 128 MiB (0x4800_0000) and names it in /chosen linux,initrd-start/end, where hv
+# finds it. Defaults: guests/linux/build.sh --arch aarch64 (cached). --guest-cmd
+# becomes hv.cmd=<base64> on the guest's command line (guests/linux/README.md).
+# Power-off: the guest's PSCI SYSTEM_OFF traps to hv, which powers off (status 0).
+# The guest's PSCI SYSTEM_RESET: hv resets the machine; on a terminal QEMU reboots
+# hv and the guest; otherwise -no-reboot ends QEMU and run.sh reports the reset as a
+# failure (the guest runs with panic=-1, so a guest panic ends the same way).
+guest_bundle_aarch64() {
+    if [ -z "$kernel" ] || [ -z "$initrd" ]; then
+        local built
+        built=$(guests/linux/build.sh --arch aarch64) || die 4 "building the Linux guest failed (see above)"
+        [ -n "$kernel" ] || kernel=$(sed -n 's/^kernel=//p' <<<"$built")
+        [ -n "$initrd" ] || initrd=$(sed -n 's/^initrd=//p' <<<"$built")
+    fi
+    local append="console=ttyAMA0 panic=-1"
+    [ -z "$guest_cmd" ] || append+=" hv.cmd=$(printf '%s' "$guest_cmd" | base64 -w0)"
+    bundle=$(mktemp "${TMPDIR:-/tmp}/hv-guest.XXXXXX")
+    python3 scripts/mkbundle.py --kernel "$kernel" --initrd "$initrd" --cmdline "$append" -o "$bundle" >/dev/null ||
+        die 4 "writing the guest bundle failed"
+}
+
 qemu_aarch64() {
     qemu=(qemu-system-aarch64
         -M virt,virtualization=on,gic-version=3
@@ -167,6 +205,35 @@ qemu_aarch64() {
         -nic none
         # hv ends a failed boot with semihosting SYS_EXIT so QEMU's status is non-zero.
         -semihosting-config enable=on,target=native)
+    if [ "$guest" = linux ]; then
+        guest_bundle_aarch64
+        qemu+=(-initrd "$bundle")
+        [ "$interactive" = 1 ] || qemu+=(-no-reboot)
+    fi
+}
+
+# x86_64 --guest linux: kernel (bzImage) + initramfs + command line go into one
+# guest bundle (scripts/mkbundle.py), which QEMU's PVH loader hands hv as module 0
+# (-initrd). Defaults: guests/linux/build.sh --arch x86_64. --guest-cmd becomes
+# hv.cmd=<base64> on the guest's command line (guests/linux/README.md).
+# Power-off with a guest: the guest's ACPI S5 write (PM1a_CNT, port 0x604 on q35,
+# read from the FADT) is intercepted by hv, which ends QEMU through isa-debug-exit
+# with the clean code (status 33 -> 0), the same scheme as without a guest. A guest
+# triple fault or reset request is logged by hv with the guest's state and ends
+# with 0x11 (status 35 -> 1); a reset hv does not see (QEMU status 0 under
+# -no-reboot) is a failure too.
+guest_bundle_x86_64() {
+    if [ -z "$kernel" ] || [ -z "$initrd" ]; then
+        local built
+        built=$(guests/linux/build.sh --arch x86_64) || die 4 "building the Linux guest failed (see above)"
+        [ -n "$kernel" ] || kernel=$(sed -n 's/^kernel=//p' <<<"$built")
+        [ -n "$initrd" ] || initrd=$(sed -n 's/^initrd=//p' <<<"$built")
+    fi
+    local append="console=ttyS0 panic=-1"
+    [ -z "$guest_cmd" ] || append+=" hv.cmd=$(printf '%s' "$guest_cmd" | base64 -w0)"
+    bundle=$(mktemp "${TMPDIR:-/tmp}/hv-guest.XXXXXX")
+    python3 scripts/mkbundle.py --kernel "$kernel" --initrd "$initrd" --cmdline "$append" -o "$bundle" >/dev/null ||
+        die 4 "writing the guest bundle failed"
 }
 
 qemu_x86_64() {
@@ -178,11 +245,17 @@ qemu_x86_64() {
         -kernel "$image" -append "$hv_cmdline"
         -nic none -no-reboot
         -device isa-debug-exit,iobase=0xf4,iosize=0x04)
+    if [ "$guest" = linux ]; then
+        guest_bundle_x86_64
+        qemu+=(-initrd "$bundle")
+    fi
     clean_exit_status=33
 }
 
 # QEMU's exit status for a clean power-off (qemu_<arch> may change it).
 clean_exit_status=0
+bundle=
+trap '[ -z "$bundle" ] || rm -f "$bundle"' EXIT
 "qemu_$arch"
 # Deliberately unquoted: HV_QEMU_ARGS is a list of words.
 # shellcheck disable=SC2206
@@ -205,7 +278,7 @@ if [ "$interactive" = 1 ]; then
 fi
 
 log=$(mktemp "${TMPDIR:-/tmp}/hv-run.XXXXXX")
-trap 'rm -f "$log"' EXIT
+trap 'rm -f "$log"; [ -z "$bundle" ] || rm -f "$bundle"' EXIT
 say "booting $image on ${qemu[0]} (cpu $cpu, $mem, smp $smp, hv: '$hv_cmdline', timeout ${timeout}s)"
 "${timeout_cmd[@]}" "${qemu[@]}" -display none -monitor none -serial stdio </dev/null 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
@@ -215,6 +288,9 @@ if [ "$status" = 124 ] || [ "$status" = 137 ]; then
 fi
 if grep -q '^hv: FATAL' "$log"; then
     die 1 "hv stopped with a failure ($(grep -m1 '^hv: FATAL' "$log" | tr -d '\r')); QEMU exit status $status"
+fi
+if grep -q '^hv: guest called PSCI SYSTEM_RESET' "$log"; then
+    die 1 "the guest reset the machine (a reboot, or a guest panic with panic=-1); QEMU exit status $status"
 fi
 if [ "$status" != "$clean_exit_status" ]; then
     die 1 "QEMU exited with status $status"

@@ -7,6 +7,7 @@ use core::ptr::addr_of;
 use aarch64_cpu::registers::{Readable, Writeable, ID_AA64MMFR0_EL1, MAIR_EL2, SCTLR_EL2, TCR_EL2, TTBR0_EL2};
 use alloc::vec::Vec;
 use buddy_system_allocator::LockedHeap;
+use hv::guest::{MemRange, Named};
 use hv::mem::{DirectMap, Frames, TableSpace};
 use hv::selfcheck::{Expect, Region, Tables};
 use mm::{PhysAddr, TableBuilder};
@@ -98,6 +99,17 @@ impl Layout {
     }
 }
 
+/// Everything hv owns, by part: its whole region, never guest memory.
+pub fn hv_owned() -> Vec<Named<'static>> {
+    let layout = Layout::get();
+    let part = |name, start, end| Named::new(name, MemRange { start, end });
+    alloc::vec![
+        part("hv image", layout.region.base, layout.heap.base),
+        part("hv heap", layout.heap.base, layout.heap.end()),
+        part("hv page tables", layout.tables.base, layout.region.end()),
+    ]
+}
+
 /// The stack whose guard page holds `addr`, if any (for the exception report).
 pub fn guard_page_stack(addr: u64) -> Option<&'static str> {
     let layout = Layout::get();
@@ -120,6 +132,46 @@ pub struct HvTables {
 }
 
 impl HvTables {
+    /// Maps `[start, end)` (page aligned) at VA == PA, never executable,
+    /// so hv can read (and with `writable`, write) guest memory while it
+    /// loads the guest. [`HvTables::unmap_window`] takes it away again.
+    pub fn map_window(&self, name: &str, start: u64, end: u64, writable: bool) {
+        let access = if writable { RW } else { RO };
+        let builder = TableBuilder::with_root(&self.format, PhysAddr(self.root));
+        let mut frames = FRAMES.lock();
+        let mut space = TableSpace {
+            mem: self.mem,
+            frames: &mut frames,
+        };
+        builder
+            .map(
+                &mut space,
+                start,
+                start,
+                end - start,
+                &MapAttrs::new(access, MemType::Normal),
+            )
+            .unwrap_or_else(|e| fatal(format_args!("mapping {name} {:#x}-{:#x} for hv: {e}", start, end)));
+        // SAFETY: a barrier: the new entries are visible to the table walker before use.
+        unsafe { asm!("dsb ish", "isb", options(nostack)) };
+    }
+
+    /// Unmaps a window [`HvTables::map_window`] made, and drops its TLB entries.
+    pub fn unmap_window(&self, start: u64, end: u64) {
+        let builder = TableBuilder::with_root(&self.format, PhysAddr(self.root));
+        let mut frames = FRAMES.lock();
+        let mut space = TableSpace {
+            mem: self.mem,
+            frames: &mut frames,
+        };
+        builder
+            .unmap(&mut space, start, end - start)
+            .unwrap_or_else(|e| fatal(format_args!("unmapping {:#x}-{:#x} from hv: {e}", start, end)));
+        // SAFETY: TLB maintenance for EL2 after the entries went away; the
+        // window holds none of hv's code, data or stacks.
+        unsafe { asm!("dsb ishst", "tlbi alle2", "dsb ish", "isb", options(nostack)) };
+    }
+
     pub fn for_selfcheck(&self) -> Tables<'_, Stage1> {
         Tables {
             title: "hv EL2 stage-1",

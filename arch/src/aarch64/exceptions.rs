@@ -1,4 +1,6 @@
-//! What hv prints for an exception it did not expect (so far: every one).
+//! The frames the exception vectors save, and what hv prints for an
+//! exception it did not expect (every one taken at EL2 itself, and the
+//! kinds a guest never causes: IRQ, FIQ and SError from a lower EL).
 
 use core::fmt;
 
@@ -21,6 +23,24 @@ pub struct Frame {
 
 const _: () = assert!(FRAME_SIZE == 288 && FRAME_SIZE.is_multiple_of(16));
 
+/// What the vectors save when the guest traps (head.rs `guest_exit`): the
+/// general registers as in [`Frame`], then the FP/SIMD state, which hv's own
+/// code would otherwise overwrite. The handler may change any of it; the
+/// guest resumes with the result.
+#[repr(C)]
+pub struct GuestFrame {
+    pub regs: Frame,
+    pub q: [u128; 32],
+    pub fpcr: u64,
+    pub fpsr: u64,
+}
+
+pub const GUEST_FRAME_SIZE: usize = core::mem::size_of::<GuestFrame>();
+/// Offset of the FP/SIMD part in [`GuestFrame`].
+pub const FP_OFFSET: usize = core::mem::offset_of!(GuestFrame, q);
+
+const _: () = assert!(FP_OFFSET == FRAME_SIZE && GUEST_FRAME_SIZE == FRAME_SIZE + 512 + 16);
+
 const KINDS: [&str; 4] = ["synchronous", "IRQ", "FIQ", "SError"];
 const ORIGINS: [&str; 4] = [
     "EL2 with SP_EL0 (hv)",
@@ -30,7 +50,7 @@ const ORIGINS: [&str; 4] = [
 ];
 
 /// ESR_EL2.EC names (Arm ARM D24.2.51), the classes hv can meet.
-fn exception_class(ec: u64) -> &'static str {
+pub fn exception_class(ec: u64) -> &'static str {
     match ec {
         0x00 => "unknown reason (undefined instruction?)",
         0x01 => "trapped WFI/WFE",
@@ -58,7 +78,7 @@ fn exception_class(ec: u64) -> &'static str {
 }
 
 /// The fault status code (ESR ISS[5:0]) of an instruction or data abort.
-struct FaultStatus(u64);
+pub struct FaultStatus(pub u64);
 
 impl fmt::Display for FaultStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -76,9 +96,15 @@ impl fmt::Display for FaultStatus {
     }
 }
 
-/// Called by the vectors with the entry's index (0-15) and the saved frame.
+/// Called by the vectors with the entry's index (0-7) and the saved frame.
 #[no_mangle]
 extern "C" fn hv_exception(index: u64, frame: &Frame) -> ! {
+    report_and_stop(index, frame)
+}
+
+/// Logs an exception hv cannot go on from, with its decoded syndrome and
+/// the registers, then stops the machine.
+pub fn report_and_stop(index: u64, frame: &Frame) -> ! {
     let kind = KINDS[(index & 3) as usize];
     let origin = ORIGINS[((index >> 2) & 3) as usize];
     let ec = (frame.esr >> 26) & 0x3f;

@@ -2,12 +2,19 @@
 //! loader) with the device tree in x0; runs identity-mapped at EL2.
 
 mod boot;
+mod cache;
 mod console;
+mod el2;
 mod exceptions;
+mod guest;
 mod head;
 mod pl011;
 mod platform;
 mod power;
+mod psci;
+mod smp;
+mod sysreg;
+mod traps;
 
 use core::fmt;
 use core::panic::PanicInfo;
@@ -66,6 +73,7 @@ extern "C" fn hv_main_el2(dtb: u64) -> ! {
             log::info!("no guest to run (guest=none): powering off");
             power::system_off()
         }
+        Guest::Linux => guest::run_linux(&platform, &tables, config.guest_cmdline),
         guest => fatal(format_args!("guest={guest} is not available in this build of hv yet")),
     }
 }

@@ -2,7 +2,10 @@
 
 use core::fmt;
 
+use alloc::vec::Vec;
+use fdt::node::FdtNode;
 use fdt::Fdt;
+use hv::guest::{MemRange, Named};
 
 /// A physical range `[base, base + size)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -14,6 +17,9 @@ pub struct Range {
 impl Range {
     pub const fn end(&self) -> u64 {
         self.base + self.size
+    }
+    pub const fn contains(&self, addr: u64) -> bool {
+        addr >= self.base && addr < self.end()
     }
     pub const fn contains_range(&self, other: &Range) -> bool {
         other.base >= self.base && other.end() <= self.end()
@@ -36,6 +42,8 @@ impl fmt::Display for Range {
 }
 
 pub const MAX_RAM_RANGES: usize = 8;
+/// CPUs hv records from the device tree (the guest runs on at most these).
+pub const MAX_CPUS: usize = super::smp::MAX_CPUS;
 
 /// The interrupt controller: distributor plus redistributors (v3) or CPU interface (v2).
 #[derive(Clone, Copy, Debug)]
@@ -58,6 +66,8 @@ pub struct Platform {
     pub bootargs: &'static str,
     pub initrd: Option<Range>,
     pub cpus: usize,
+    /// The `reg` (MPIDR affinity) of the first [`MAX_CPUS`] CPU nodes.
+    mpidrs: [u64; MAX_CPUS],
 }
 
 #[derive(Debug)]
@@ -165,6 +175,12 @@ impl Platform {
             _ => None,
         };
 
+        let mut mpidrs = [0; MAX_CPUS];
+        for (slot, cpu) in mpidrs.iter_mut().zip(fdt.cpus()) {
+            // `reg` is the CPU's MPIDR affinity (one or two cells).
+            *slot = cpu.property("reg").and_then(|p| p.as_usize()).unwrap_or(0) as u64;
+        }
+
         Ok(Platform {
             dtb: Range {
                 base: dtb,
@@ -179,7 +195,13 @@ impl Platform {
             bootargs,
             initrd,
             cpus: fdt.cpus().count(),
+            mpidrs,
         })
+    }
+
+    /// The MPIDRs of the CPUs in the device tree (at most [`MAX_CPUS`]).
+    pub fn mpidrs(&self) -> &[u64] {
+        &self.mpidrs[..self.cpus.min(MAX_CPUS)]
     }
 
     pub fn ram(&self) -> &[Range] {
@@ -215,4 +237,138 @@ impl Platform {
         }
         log::info!("  bootargs   \"{}\"", self.bootargs);
     }
+}
+
+/// A `#address-cells` / `#size-cells` value of `node` (for its children).
+fn cells(node: FdtNode<'_, '_>, name: &str, default: usize) -> usize {
+    node.property(name).and_then(|p| p.as_usize()).unwrap_or(default)
+}
+
+/// Reads `count` big-endian cells (at most 2 make a value; more are skipped,
+/// as in a PCI child address) from the front of `bytes`.
+fn take_cells(bytes: &[u8], count: usize) -> Option<(u64, &[u8])> {
+    let len = count * 4;
+    if bytes.len() < len {
+        return None;
+    }
+    let value = bytes[..len]
+        .chunks_exact(4)
+        .rev()
+        .take(2)
+        .enumerate()
+        .fold(0u64, |v, (i, c)| {
+            v | (u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as u64) << (32 * i)
+        });
+    Some((value, &bytes[len..]))
+}
+
+/// The `(address, size)` pairs of a `reg` property in the given cell sizes.
+fn reg_pairs(value: &[u8], address_cells: usize, size_cells: usize, mut out: impl FnMut(u64, u64)) {
+    if address_cells + size_cells == 0 {
+        return;
+    }
+    let mut rest = value;
+    while let Some((address, after)) = take_cells(rest, address_cells) {
+        let Some((size, after)) = take_cells(after, size_cells) else {
+            break;
+        };
+        out(address, size);
+        rest = after;
+    }
+}
+
+fn is_enabled(node: FdtNode<'_, '_>) -> bool {
+    node.property("status")
+        .and_then(|p| p.as_str())
+        .is_none_or(|s| s == "okay" || s == "ok")
+}
+
+/// Devices (by `compatible`) the guest does not get.
+const WITHHELD: [&str; 1] = ["qemu,fw-cfg-mmio"];
+
+/// The devices the guest owns, from the device tree at `dtb`: the `reg` of
+/// every enabled node under the root (memory, CPUs and /chosen aside), the
+/// CPU-side windows of a bus's `ranges` (PCIe memory and I/O space, QEMU's
+/// platform bus), and the `reg` of the children of a node whose `ranges` is
+/// empty (the GICv3 ITS below the GIC). Page-aligned outward, sorted, and
+/// merged where they overlap (32 virtio-mmio slots share a few pages).
+///
+/// QEMU's fw-cfg is withheld: its DMA interface writes physical memory
+/// without going through stage-2, so a guest could aim it at hv's region.
+///
+/// `dtb` must have passed `hv::guest::dtb::check` (fdt 0.1.5 panics on some
+/// malformed input).
+pub fn guest_devices(dtb: &'static [u8]) -> Vec<Named<'static>> {
+    let mut found: Vec<Named<'static>> = Vec::new();
+    let Ok(fdt) = Fdt::new(dtb) else {
+        return found;
+    };
+    let Some(root) = fdt.find_node("/") else {
+        return found;
+    };
+    let (root_ac, root_sc) = (cells(root, "#address-cells", 2), cells(root, "#size-cells", 1));
+    let mut add = |name: &'static str, address: u64, size: u64| {
+        let start = address & !0xfff;
+        let end = address.saturating_add(size).saturating_add(0xfff) & !0xfff;
+        if let Some(range) = MemRange::new(start, end) {
+            found.push(Named::new(name, range));
+        }
+    };
+    for node in root.children() {
+        let is_memory =
+            node.name.starts_with("memory") || node.property("device_type").and_then(|p| p.as_str()) == Some("memory");
+        let skipped = ["chosen", "cpus", "aliases", "reserved-memory"];
+        if is_memory || skipped.contains(&node.name) || !is_enabled(node) {
+            continue;
+        }
+        if node
+            .compatible()
+            .is_some_and(|c| c.all().any(|s| WITHHELD.contains(&s)))
+        {
+            log::info!("{} withheld from the guest: its DMA would bypass stage-2", node.name);
+            continue;
+        }
+        let name = node.name;
+        if let Some(reg) = node.property("reg") {
+            reg_pairs(reg.value, root_ac, root_sc, |a, s| add(name, a, s));
+        }
+        let Some(ranges) = node.property("ranges") else {
+            continue;
+        };
+        let (child_ac, child_sc) = (cells(node, "#address-cells", 2), cells(node, "#size-cells", 1));
+        if ranges.value.is_empty() {
+            // Identity translation: the children's `reg` are CPU addresses.
+            for child in node.children().filter(|c| is_enabled(*c)) {
+                if let Some(reg) = child.property("reg") {
+                    reg_pairs(reg.value, child_ac, child_sc, |a, s| add(child.name, a, s));
+                }
+            }
+            continue;
+        }
+        if child_ac + root_ac + child_sc == 0 {
+            continue;
+        }
+        let mut rest = ranges.value;
+        while let Some((_, after)) = take_cells(rest, child_ac) {
+            let Some((parent, after)) = take_cells(after, root_ac) else {
+                break;
+            };
+            let Some((size, after)) = take_cells(after, child_sc) else {
+                break;
+            };
+            add(name, parent, size);
+            rest = after;
+        }
+    }
+    found.sort_unstable_by_key(|d| d.range.start);
+    let mut merged: Vec<Named<'static>> = Vec::with_capacity(found.len());
+    for device in found {
+        match merged.last_mut() {
+            Some(last) if device.range.start < last.range.end => {
+                last.range.end = last.range.end.max(device.range.end);
+            }
+            _ => merged.push(device),
+        }
+    }
+    merged
 }

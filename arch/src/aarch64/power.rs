@@ -6,8 +6,9 @@ use core::sync::atomic::{AtomicBool, Ordering};
 
 use super::console;
 
-/// PSCI 0.2+ SYSTEM_OFF (SMC32 function id).
+/// PSCI 0.2+ SYSTEM_OFF and SYSTEM_RESET (SMC32 function ids).
 const PSCI_SYSTEM_OFF: u64 = 0x8400_0008;
+const PSCI_SYSTEM_RESET: u64 = 0x8400_0009;
 /// Semihosting operation SYS_EXIT.
 const SYS_EXIT: u64 = 0x18;
 /// SYS_EXIT reason ADP_Stopped_ApplicationExit: QEMU exits with the subcode.
@@ -27,6 +28,18 @@ pub fn system_off() -> ! {
         asm!("smc #0", inout("x0") PSCI_SYSTEM_OFF => _, options(nostack));
     }
     log::error!("PSCI SYSTEM_OFF returned; halting");
+    halt()
+}
+
+/// Resets the machine through PSCI SYSTEM_RESET: QEMU reloads its images
+/// (hv and the guest bundle) and boots again, or exits when run with `-no-reboot`.
+pub fn system_reset() -> ! {
+    console::flush();
+    // SAFETY: as for SYSTEM_OFF: it does not return when PSCI implements it.
+    unsafe {
+        asm!("smc #0", inout("x0") PSCI_SYSTEM_RESET => _, options(nostack));
+    }
+    log::error!("PSCI SYSTEM_RESET returned; halting");
     halt()
 }
 
