@@ -24,17 +24,21 @@ grep -q '^test result: ok' target/host-tests.log
 
 [ "$only" = host ] && exit 0
 
-failed=0
+passed=0 failed=0 failed_names=()
 for t in scripts/tests.d/*.sh; do
     [ -e "$t" ] || continue
     step "$t"
-    if ! bash "$t"; then
-        echo "FAILED: $t"
+    start=$SECONDS
+    if bash "$t"; then
+        passed=$((passed + 1))
+        echo "--- $t: ok ($((SECONDS - start)) s)"
+    else
         failed=$((failed + 1))
+        failed_names+=("$t")
+        echo "--- $t: FAILED ($((SECONDS - start)) s)"
     fi
 done
-if [ "$failed" -ne 0 ]; then
-    echo "$failed test script(s) failed"
-    exit 1
-fi
-echo "all tests passed"
+step summary
+for t in "${failed_names[@]}"; do echo "FAILED: $t"; done
+echo "test scripts: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
