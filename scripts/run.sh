@@ -49,7 +49,7 @@ usage() {
 usage: scripts/run.sh [options]
   --arch aarch64|x86_64     architecture to boot (default aarch64)
   --guest none|linux|test   what hv runs after its boot checks (default linux;
-                            test is not available yet)
+                            test: guests/testguest, the hypercall test guest)
   --hv-args 'ARGS'          hv's command line, e.g. 'selftest=wx log=debug'
                             (options: guest=, selftest=wx[,fault][,panic], log=LEVEL)
   --guest-cmd 'CMD'         shell command the Linux guest runs before it powers off
@@ -136,7 +136,8 @@ case "$guest" in
     none) ;;
     # Both arches run the Linux guest (guest_bundle_aarch64 / guest_bundle_x86_64 below).
     linux) ;;
-    test) die 2 "--guest $guest is not available yet: hv cannot start a guest so far; use --guest none" ;;
+    # Both arches run guests/testguest (guest_bundle_test_aarch64 / guest_bundle_test_x86_64 below).
+    test) ;;
     *) die 2 "--guest '$guest': expected none, linux or test" ;;
 esac
 
@@ -183,10 +184,25 @@ hv_cmdline="guest=$guest${hv_args:+ $hv_args}"
 # The guest's PSCI SYSTEM_RESET: hv resets the machine; on a terminal QEMU reboots
 # hv and the guest; otherwise -no-reboot ends QEMU and run.sh reports the reset as a
 # failure (the guest runs with panic=-1, so a guest panic ends the same way).
+# The default initramfs carries hvctl (/bin/hvctl, guests/hvctl): it is rebuilt
+# into $cache_dir/aarch64-hvctl only when hvctl or the guest recipe changed.
+guest_linux_aarch64() {
+    local out=$cache_dir/aarch64-hvctl hvctl
+    hvctl=$(guests/hvctl/build.sh aarch64) || die 4 "building hvctl failed (see above)"
+    mkdir -p "$out"
+    if [ ! -s "$out/built" ] || [ "$hvctl" -nt "$out/built" ] ||
+        [ guests/linux/init -nt "$out/built" ] || [ guests/linux/build.sh -nt "$out/built" ]; then
+        guests/linux/build.sh --arch aarch64 --extra "$hvctl:/bin/hvctl" --out "$out" >"$out/built.new" ||
+            die 4 "building the Linux guest failed (see above)"
+        mv "$out/built.new" "$out/built"
+    fi
+    cat "$out/built"
+}
+
 guest_bundle_aarch64() {
     if [ -z "$kernel" ] || [ -z "$initrd" ]; then
         local built
-        built=$(guests/linux/build.sh --arch aarch64) || die 4 "building the Linux guest failed (see above)"
+        built=$(guest_linux_aarch64) || exit
         [ -n "$kernel" ] || kernel=$(sed -n 's/^kernel=//p' <<<"$built")
         [ -n "$initrd" ] || initrd=$(sed -n 's/^initrd=//p' <<<"$built")
     fi
@@ -194,6 +210,18 @@ guest_bundle_aarch64() {
     [ -z "$guest_cmd" ] || append+=" hv.cmd=$(printf '%s' "$guest_cmd" | base64 -w0)"
     bundle=$(mktemp "${TMPDIR:-/tmp}/hv-guest.XXXXXX")
     python3 scripts/mkbundle.py --kernel "$kernel" --initrd "$initrd" --cmdline "$append" -o "$bundle" >/dev/null ||
+        die 4 "writing the guest bundle failed"
+}
+
+# arm64 --guest test: the test guest's Image (guests/testguest/build.sh aarch64) is
+# the bundle's kernel, with no initramfs; hv loads it as it loads Linux (guest=test).
+# testguest.expect=hv makes a missing hv a failure. It ends with
+# 'testguest: N passed, M failed' and powers off through PSCI SYSTEM_OFF (SMC).
+guest_bundle_test_aarch64() {
+    local image
+    image=$(guests/testguest/build.sh aarch64) || die 4 "building the test guest failed (see above)"
+    bundle=$(mktemp "${TMPDIR:-/tmp}/hv-guest.XXXXXX")
+    python3 scripts/mkbundle.py --kernel "$image" --cmdline "testguest.expect=hv" -o "$bundle" >/dev/null ||
         die 4 "writing the guest bundle failed"
 }
 
@@ -205,8 +233,8 @@ qemu_aarch64() {
         -nic none
         # hv ends a failed boot with semihosting SYS_EXIT so QEMU's status is non-zero.
         -semihosting-config enable=on,target=native)
-    if [ "$guest" = linux ]; then
-        guest_bundle_aarch64
+    if [ "$guest" = linux ] || [ "$guest" = test ]; then
+        "guest_bundle_$([ "$guest" = test ] && echo test_)aarch64"
         qemu+=(-initrd "$bundle")
         [ "$interactive" = 1 ] || qemu+=(-no-reboot)
     fi
@@ -222,10 +250,25 @@ qemu_aarch64() {
 # triple fault or reset request is logged by hv with the guest's state and ends
 # with 0x11 (status 35 -> 1); a reset hv does not see (QEMU status 0 under
 # -no-reboot) is a failure too.
+# The default initramfs carries hvctl (/bin/hvctl, guests/hvctl): it is rebuilt
+# into $cache_dir/x86_64-hvctl only when hvctl or the guest recipe changed.
+guest_linux_x86_64() {
+    local out=$cache_dir/x86_64-hvctl hvctl
+    hvctl=$(guests/hvctl/build.sh x86_64) || die 4 "building hvctl failed (see above)"
+    mkdir -p "$out"
+    if [ ! -s "$out/built" ] || [ "$hvctl" -nt "$out/built" ] ||
+        [ guests/linux/init -nt "$out/built" ] || [ guests/linux/build.sh -nt "$out/built" ]; then
+        guests/linux/build.sh --arch x86_64 --extra "$hvctl:/bin/hvctl" --out "$out" >"$out/built.new" ||
+            die 4 "building the Linux guest failed (see above)"
+        mv "$out/built.new" "$out/built"
+    fi
+    cat "$out/built"
+}
+
 guest_bundle_x86_64() {
     if [ -z "$kernel" ] || [ -z "$initrd" ]; then
         local built
-        built=$(guests/linux/build.sh --arch x86_64) || die 4 "building the Linux guest failed (see above)"
+        built=$(guest_linux_x86_64) || exit
         [ -n "$kernel" ] || kernel=$(sed -n 's/^kernel=//p' <<<"$built")
         [ -n "$initrd" ] || initrd=$(sed -n 's/^initrd=//p' <<<"$built")
     fi
@@ -233,6 +276,17 @@ guest_bundle_x86_64() {
     [ -z "$guest_cmd" ] || append+=" hv.cmd=$(printf '%s' "$guest_cmd" | base64 -w0)"
     bundle=$(mktemp "${TMPDIR:-/tmp}/hv-guest.XXXXXX")
     python3 scripts/mkbundle.py --kernel "$kernel" --initrd "$initrd" --cmdline "$append" -o "$bundle" >/dev/null ||
+        die 4 "writing the guest bundle failed"
+}
+
+# x86_64 --guest test: the test guest's bzImage (guests/testguest/build.sh x86_64) is
+# the bundle's kernel, with no initramfs; testguest.expect=hv makes a missing hv a
+# failure. It ends with 'testguest: N passed, M failed' and powers off through ACPI S5.
+guest_bundle_test_x86_64() {
+    local image
+    image=$(guests/testguest/build.sh x86_64) || die 4 "building the test guest failed (see above)"
+    bundle=$(mktemp "${TMPDIR:-/tmp}/hv-guest.XXXXXX")
+    python3 scripts/mkbundle.py --kernel "$image" --cmdline "testguest.expect=hv" -o "$bundle" >/dev/null ||
         die 4 "writing the guest bundle failed"
 }
 
@@ -247,6 +301,9 @@ qemu_x86_64() {
         -device isa-debug-exit,iobase=0xf4,iosize=0x04)
     if [ "$guest" = linux ]; then
         guest_bundle_x86_64
+        qemu+=(-initrd "$bundle")
+    elif [ "$guest" = test ]; then
+        guest_bundle_test_x86_64
         qemu+=(-initrd "$bundle")
     fi
     clean_exit_status=33

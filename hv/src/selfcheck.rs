@@ -199,6 +199,80 @@ pub fn run<F: DumpFormat + ?Sized>(
     Ok(report)
 }
 
+/// The markers [`run`]'s dump carries: the title at the start of the range,
+/// then one per mapped region, sorted by address. For a caller that prints
+/// the dump through the console engine (`ptdump hv`) with the same markers.
+pub fn region_markers<'a>(title: &'a str, start: u64, regions: &[Region<'a>]) -> impl Iterator<Item = Marker<'a>> {
+    let (markers, count) = sorted_markers(title, start, regions);
+    markers.into_iter().take(count)
+}
+
+/// What [`check_regions`] found.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RegionReport {
+    /// The verdict of Linux's W+X check, run elsewhere (the console's `wx hv`).
+    pub linux_wx_passed: bool,
+    pub wx_ranges: u64,
+    pub region_mismatches: u64,
+    pub bad_regions: u64,
+}
+
+impl RegionReport {
+    /// True when hv may go on to start a guest.
+    pub fn boot_may_proceed(&self) -> bool {
+        self.linux_wx_passed && self.wx_ranges == 0 && self.region_mismatches == 0 && self.bad_regions == 0
+    }
+}
+
+/// [`run`] without the dump and Linux's W+X check, for a caller that prints
+/// those through the console engine (`ptdump hv`, `wx hv`): every region's
+/// rights, hv's own W+X ranges, and the verdict line, which counts the
+/// engine's W+X verdict (`linux_wx_passed`) too.
+pub fn check_regions<F: DumpFormat + ?Sized>(
+    out: &mut dyn Write,
+    tables: &Tables<'_, F>,
+    regions: &[Region<'_>],
+    linux_wx_passed: bool,
+) -> Result<RegionReport, fmt::Error> {
+    let mut report = RegionReport {
+        linux_wx_passed,
+        ..RegionReport::default()
+    };
+    if regions.len() > MAX_REGIONS {
+        writeln!(
+            out,
+            "hv: self-check: {} regions given, only {MAX_REGIONS} fit: the rest are not checked",
+            regions.len()
+        )?;
+        report.bad_regions += (regions.len() - MAX_REGIONS) as u64;
+    }
+    for region in regions.iter().take(MAX_REGIONS) {
+        match check_region(out, tables, region)? {
+            RegionResult::Ok => {}
+            RegionResult::Mismatch => report.region_mismatches += 1,
+            RegionResult::Invalid => report.bad_regions += 1,
+        }
+    }
+    report.wx_ranges = print_wx_ranges(out, tables, regions)?;
+    if report.boot_may_proceed() {
+        writeln!(
+            out,
+            "hv: self-check passed: {} regions mapped as intended, no W+X pages",
+            regions.len()
+        )?;
+    } else {
+        writeln!(
+            out,
+            "hv: self-check FAILED: Linux's W+X check {}, {} W+X ranges, {} regions mapped wrongly, {} bad regions",
+            if linux_wx_passed { "passed" } else { "FAILED" },
+            report.wx_ranges,
+            report.region_mismatches,
+            report.bad_regions
+        )?;
+    }
+    Ok(report)
+}
+
 /// A marker naming the tables at the start of the range (ptdump prints the
 /// first marker before the first line, wherever it points), then one for
 /// every mapped region, sorted by address. Guard pages get none: they show as

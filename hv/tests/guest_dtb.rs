@@ -81,6 +81,7 @@ fn config() -> GuestDtbConfig<'static> {
         ram: &GUEST_RAM,
         bootargs: BOOTARGS,
         initrd: Some(INITRD),
+        disable: &[],
     }
 }
 
@@ -216,6 +217,7 @@ fn reservations_memory_nodes_and_missing_chosen() {
         ram: &ram,
         bootargs: "quiet",
         initrd: None,
+        disable: &[],
     };
     let out = guest_dtb(&platform, &cfg).unwrap();
     let info = check(&out).unwrap();
@@ -251,6 +253,64 @@ fn reservations_memory_nodes_and_missing_chosen() {
     );
     assert_eq!(prop(&after, "/chosen", "bootargs"), Some(&b"quiet\0"[..]));
     assert_eq!(prop(&after, "/chosen", "linux,initrd-start"), None);
+}
+
+/// hv withholds fw-cfg (its DMA bypasses stage-2) and the GICv3 ITS (its
+/// tables are written by the GIC model straight to physical memory): their
+/// nodes, the ITS nested under the GIC, come out `status = "disabled"`, with
+/// every other property and node unchanged.
+#[test]
+fn withheld_devices_are_disabled() {
+    const WITHHELD: [&str; 2] = ["qemu,fw-cfg-mmio", "arm,gic-v3-its"];
+    let platform = qemu_dtb();
+    let cfg = GuestDtbConfig {
+        disable: &WITHHELD,
+        ..config()
+    };
+    let before = nodes(&platform);
+    let after = nodes(&guest_dtb(&platform, &cfg).unwrap());
+    let disabled = ["/fw-cfg@9020000", "/intc@8000000/its@8080000"];
+    for path in disabled {
+        assert!(before.iter().any(|(p, _)| p == path), "QEMU's tree has {path}");
+        assert_eq!(prop(&before, path, "status"), None, "{path} had no status");
+        assert_eq!(prop(&after, path, "status"), Some(&b"disabled\0"[..]), "{path}");
+    }
+    // Nothing else changed: the same nodes in the same order, and each
+    // property of a disabled node but the new status kept as it was.
+    assert_eq!(
+        before.iter().map(|(p, _)| p).collect::<Vec<_>>(),
+        after.iter().map(|(p, _)| p).collect::<Vec<_>>()
+    );
+    for ((path, props_before), (_, props_after)) in before.iter().zip(&after) {
+        if is_memory(path) || path == "/chosen" {
+            continue;
+        }
+        let without_status: Props = props_after.iter().filter(|(n, _)| n != "status").cloned().collect();
+        assert_eq!(&without_status, props_before, "{path}");
+        assert_eq!(
+            props_after.len() - without_status.len(),
+            usize::from(disabled.contains(&path.as_str())),
+            "{path}"
+        );
+    }
+    // The GIC itself stays enabled: only its ITS child is withheld.
+    assert_eq!(prop(&after, "/intc@8000000", "status"), None);
+
+    // A node that already says `status = "okay"` gets "disabled" in its place.
+    let mut w = vm_fdt::FdtWriter::new().unwrap();
+    let root = w.begin_node("").unwrap();
+    let dev = w.begin_node("dev@1000").unwrap();
+    w.property("compatible", b"vendor,other\0qemu,fw-cfg-mmio\0").unwrap();
+    w.property_string("status", "okay").unwrap();
+    w.property_u32("x", 7).unwrap();
+    w.end_node(dev).unwrap();
+    w.end_node(root).unwrap();
+    let tree = w.finish().unwrap();
+    let out = nodes(&guest_dtb(&tree, &cfg).unwrap());
+    let (_, props) = out.iter().find(|(p, _)| p == "/dev@1000").unwrap();
+    let names: Vec<&str> = props.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["compatible", "status", "x"]);
+    assert_eq!(prop(&out, "/dev@1000", "status"), Some(&b"disabled\0"[..]));
 }
 
 #[test]

@@ -156,11 +156,11 @@ status=${PIPESTATUS[0]}
 check "exit status 1 ($status)" [ "$status" = 1 ]
 check "clear message" has "$log" "hv: FATAL: hv was entered at EL1 but must start at EL2"
 
-echo "run.sh refuses what it cannot do yet"
-bash scripts/run.sh --guest test >"$logs/test.log" 2>&1
+echo "run.sh refuses bad usage"
+bash scripts/run.sh --guest nosuch >"$logs/test.log" 2>&1
 status=$?
-check "--guest test: status 2 ($status)" [ "$status" = 2 ]
-check "--guest test: says not available yet" has "$logs/test.log" "not available yet"
+check "--guest nosuch: status 2 ($status)" [ "$status" = 2 ]
+check "--guest nosuch: names the choices" has "$logs/test.log" "--guest 'nosuch': expected none, linux or test"
 bash scripts/run.sh --no-such-option >"$logs/opt.log" 2>&1
 status=$?
 check "unknown option: status 2 ($status)" [ "$status" = 2 ]

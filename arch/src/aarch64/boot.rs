@@ -25,6 +25,8 @@ const HEAP_SIZE: u64 = 4 << 20;
 const PAGE: u64 = 4096;
 /// hv's EL2 address space: 48-bit VA, 4 levels, identity-mapped.
 const VA_BITS: u32 = 48;
+/// hv's tables, as the self-check and `ptdump hv` name them.
+pub const HV_TABLES_TITLE: &str = "hv EL2 stage-1";
 
 #[global_allocator]
 static HEAP: LockedHeap<32> = LockedHeap::empty();
@@ -156,6 +158,30 @@ impl HvTables {
         unsafe { asm!("dsb ish", "isb", options(nostack)) };
     }
 
+    /// Maps guest RAM `[start, end)` (page aligned) RW, never executable, at
+    /// `window + start`, for as long as hv runs: hypercall buffers and the
+    /// guest's own page tables are read there. Not at VA == PA, so a stray hv
+    /// pointer into guest RAM still faults.
+    pub fn map_guest_ram(&self, window: u64, start: u64, end: u64) {
+        let builder = TableBuilder::with_root(&self.format, PhysAddr(self.root));
+        let mut frames = FRAMES.lock();
+        let mut space = TableSpace {
+            mem: self.mem,
+            frames: &mut frames,
+        };
+        builder
+            .map(
+                &mut space,
+                window + start,
+                start,
+                end - start,
+                &MapAttrs::new(RW, MemType::Normal),
+            )
+            .unwrap_or_else(|e| fatal(format_args!("mapping guest RAM {start:#x}-{end:#x} for hv: {e}")));
+        // SAFETY: a barrier: the new entries are visible to the table walker before use.
+        unsafe { asm!("dsb ish", "isb", options(nostack)) };
+    }
+
     /// Unmaps a window [`HvTables::map_window`] made, and drops its TLB entries.
     pub fn unmap_window(&self, start: u64, end: u64) {
         let builder = TableBuilder::with_root(&self.format, PhysAddr(self.root));
@@ -174,7 +200,7 @@ impl HvTables {
 
     pub fn for_selfcheck(&self) -> Tables<'_, Stage1> {
         Tables {
-            title: "hv EL2 stage-1",
+            title: HV_TABLES_TITLE,
             format: &self.format,
             mem: &self.mem,
             root: self.root,

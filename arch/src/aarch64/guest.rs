@@ -11,26 +11,33 @@
 //! 3. copies kernel, initrd and DTB through temporary EL2 mappings, cleans
 //!    them to the point of coherency (the guest starts with its MMU off);
 //! 4. builds the stage-2 identity map of guest RAM and the guest's devices
-//!    (`hv::guest::stage2`), prints it in KVM's format and audits it;
+//!    (`hv::guest::stage2`) — but not the devices hv withholds (fw-cfg, the
+//!    GICv3 ITS), the redistributors (hv emulates them, `gicr`) or the
+//!    doorbell page — maps guest RAM into hv's own tables at a window
+//!    (hypercall buffers, the guest's tables), and runs `ptdump s2` and
+//!    `audit s2` through the console engine for the boot log;
 //! 5. loads the EL2 guest state and enters the kernel at EL1 with x0 = DTB.
 
 use alloc::string::String;
 use alloc::vec::Vec;
+use hv::console::Verdict;
 use hv::guest::arm64_image::Arm64Image;
 use hv::guest::bundle::Bundle;
 use hv::guest::dtb::{self, GuestDtbConfig};
 use hv::guest::layout::{self, GuestLayout, LayoutRequest, DTB_SLOT};
 use hv::guest::stage2;
 use hv::guest::{MemRange, Named};
+use hv::hypercall::doorbell;
 use hv::mem::TableSpace;
 use pagewalk::arm64::Stage2;
-use pagewalk::{AddrRange, Format};
+use pagewalk::Format;
 
 use super::boot::{self, HvTables, Layout, FRAMES};
 use super::el2::GuestEl2;
+use super::hvconsole::{self, GuestRam, Stage2View, Target, GUEST_RAM_WINDOW};
 use super::platform::{self, Platform, Range};
 use super::sysreg::Features;
-use super::{cache, console, fatal, smp};
+use super::{cache, console, fatal, gicr, smp};
 
 const PAGE: u64 = 4096;
 
@@ -44,7 +51,12 @@ fn page_range(r: Range) -> MemRange {
 /// Loads the guest from the bundle, builds its stage-2 and enters it on
 /// this (the boot) CPU. `hv_cmdline_tail` is what followed `--` on hv's
 /// command line: appended to the bundle's guest command line.
-pub fn run_linux(platform: &Platform, tables: &HvTables, hv_cmdline_tail: &str) -> ! {
+pub fn run_linux(
+    platform: &Platform,
+    tables: &HvTables,
+    mut hv_console: hvconsole::Console,
+    hv_cmdline_tail: &str,
+) -> ! {
     let Some(bundle_range) = platform.initrd else {
         fatal(format_args!(
             "guest=linux but the boot loader passed no guest bundle: hand it to hv as the initrd (QEMU -initrd)"
@@ -106,6 +118,7 @@ pub fn run_linux(platform: &Platform, tables: &HvTables, hv_cmdline_tail: &str) 
             ram: &plan.ram,
             bootargs: &bootargs,
             initrd: plan.initrd,
+            disable: &platform::WITHHELD,
         },
     )
     .unwrap_or_else(|e| fatal(format_args!("guest device tree: {e}")));
@@ -124,10 +137,24 @@ pub fn run_linux(platform: &Platform, tables: &HvTables, hv_cmdline_tail: &str) 
     load(tables, &plan, &bundle, &guest_dtb);
     tables.unmap_window(bundle_pages.start, bundle_pages.end);
 
-    // The guest's devices come from the DTB (dtb::guest_dtb checked it above).
+    // The guest's devices come from the DTB (dtb::guest_dtb checked it above),
+    // less what hv emulates: the GICv3 redistributors and the doorbell page.
     let features = Features::read();
     let ipa_bits = features.pa_bits();
-    let devices: Vec<Named<'static>> = platform::guest_devices(platform_dtb)
+    let redistributors = platform
+        .gic
+        .filter(|gic| gic.version >= 3)
+        .and_then(|gic| gic.second)
+        .map(page_range);
+    let doorbell_page = MemRange {
+        start: doorbell::MMIO_BASE,
+        end: doorbell::MMIO_BASE + doorbell::MMIO_SIZE,
+    };
+    let mut emulated = alloc::vec![Named::new("the doorbell page", doorbell_page)];
+    if let Some(range) = redistributors {
+        emulated.push(Named::new("the GIC redistributors", range));
+    }
+    let devices: Vec<Named<'static>> = carve(platform::guest_devices(platform_dtb), &emulated)
         .into_iter()
         .filter(|d| {
             let fits = d.range.end <= 1 << ipa_bits;
@@ -162,28 +189,42 @@ pub fn run_linux(platform: &Platform, tables: &HvTables, hv_cmdline_tail: &str) 
     drop(frames);
     let el2 = GuestEl2::new(&features, format.vtcr_geometry(), root);
 
-    let audit = console::with(|out| {
-        let _ = writeln!(
-            out,
-            "hv: guest stage-2: {ipa_bits}-bit IPA, start level {}, {} root entries at {root:#x}; VTCR_EL2 {:#x}, VTTBR_EL2 {:#x}",
-            format.root_level().0,
-            format.root_entries(),
-            el2.vtcr,
-            el2.vttbr
-        );
-        let range = AddrRange::new(0, Some(1 << ipa_bits)).expect("IPA range is valid");
-        let dumped = ptdump::stage2::dump(out, &format, &tables.mem, root, range, &ptdump::stage2::GUEST_IPA);
-        if dumped.is_err() {
-            return None;
-        }
-        stage2::audit_and_print(out, &format, &tables.mem, root, &hv_owned).ok()
+    // hv reaches guest RAM at a window in its own tables (never at VA == PA).
+    for piece in &plan.ram {
+        tables.map_guest_ram(GUEST_RAM_WINDOW, piece.start, piece.end);
+    }
+    log::info!(
+        "guest RAM mapped for hv at {:#x} + PA (RW, never executable): hypercall buffers and the guest's tables",
+        GUEST_RAM_WINDOW
+    );
+    // SAFETY: exactly these ranges were mapped RW at the window just above, in
+    // the tables hv runs on; hv keeps no reference into them.
+    hv_console.ram = unsafe { GuestRam::new(plan.ram.clone()) };
+    hv_console.mark_guest_ram_window();
+    hv_console.hv_owned = hv_owned.clone();
+    hv_console.stage2 = Some(Stage2View {
+        format,
+        root,
+        vtcr: el2.vtcr,
+        vttbr: el2.vttbr,
     });
-    match audit {
-        Some(report) if report.passed() => {}
-        Some(_) => fatal(format_args!(
+    log::info!(
+        "guest stage-2: {ipa_bits}-bit IPA, start level {}, {} root entries at {root:#x}; VTCR_EL2 {:#x}, VTTBR_EL2 {:#x}",
+        format.root_level().0,
+        format.root_entries(),
+        el2.vtcr,
+        el2.vttbr
+    );
+    let target = Target::boot(&hv_console);
+    hvconsole::boot_log(&target, "ptdump s2");
+    if hvconsole::boot_log(&target, "audit s2") != Verdict::Ok {
+        fatal(format_args!(
             "refusing to start the guest: its stage-2 maps memory hv owns"
-        )),
-        None => fatal(format_args!("the console failed while dumping the guest's stage-2")),
+        ));
+    }
+    let hv_console = hvconsole::publish(hv_console);
+    if let Some(range) = redistributors {
+        gicr::init(range, hv_console.ram.ranges());
     }
 
     smp::init(platform.mpidrs(), &plan.ram);
@@ -201,6 +242,37 @@ pub fn run_linux(platform: &Platform, tables: &HvTables, hv_cmdline_tail: &str) 
     // into guest RAM and cleaned by `load`; this CPU takes no exception now,
     // so its exception stack is idle.
     unsafe { smp::enter_guest_on_boot_cpu(plan.kernel.start, dtb_range.start, Layout::get().exception_stack.end()) }
+}
+
+/// `devices` without the parts `emulated` covers (a device range may be split).
+fn carve(devices: Vec<Named<'static>>, emulated: &[Named<'static>]) -> Vec<Named<'static>> {
+    let mut out = Vec::with_capacity(devices.len() + emulated.len());
+    for device in devices {
+        let mut pieces = alloc::vec![device.range];
+        for cut in emulated {
+            pieces = pieces
+                .into_iter()
+                .flat_map(|p| {
+                    if !p.overlaps(&cut.range) {
+                        return [Some(p), None];
+                    }
+                    log::info!(
+                        "{} [{}] not mapped for the guest: hv emulates {}",
+                        device.name,
+                        cut.range,
+                        cut.name
+                    );
+                    [
+                        MemRange::new(p.start, cut.range.start),
+                        MemRange::new(cut.range.end, p.end),
+                    ]
+                })
+                .flatten()
+                .collect();
+        }
+        out.extend(pieces.into_iter().map(|range| Named::new(device.name, range)));
+    }
+    out
 }
 
 fn log_layout(plan: &GuestLayout, dtb_len: usize, bootargs: &str) {

@@ -6,8 +6,11 @@ mod cache;
 mod console;
 mod el2;
 mod exceptions;
+mod gicr;
 mod guest;
 mod head;
+mod hvconsole;
+mod mmio;
 mod pl011;
 mod platform;
 mod power;
@@ -21,7 +24,6 @@ use core::panic::PanicInfo;
 
 use aarch64_cpu::registers::{Readable, ID_AA64MMFR0_EL1, MIDR_EL1};
 use hv::cmdline::{self, Guest};
-use hv::selfcheck;
 
 use platform::Platform;
 
@@ -52,14 +54,14 @@ extern "C" fn hv_main_el2(dtb: u64) -> ! {
     }
 
     let tables = boot::setup(&platform, config.selftests.wx);
-    let report = console::with(|out| selfcheck::run(out, &tables.for_selfcheck(), &tables.regions));
-    match report {
-        Ok(report) if report.boot_may_proceed() => {}
-        Ok(report) => fatal(format_args!(
-            "refusing to boot: hv's own page tables failed the self-check ({} W+X pages)",
-            report.wx.wx_pages
-        )),
-        Err(fmt::Error) => fatal(format_args!("the console failed during the self-check")),
+    // hv's console: the boot log runs its commands (`ptdump hv`, `wx hv`)
+    // through the same engine the guest's hypercalls and doorbell reach.
+    let hv_console = hvconsole::Console::new(&tables, boot::hv_owned());
+    let report = hvconsole::self_check(&hv_console, &tables, &tables.regions);
+    if !report.boot_may_proceed() {
+        fatal(format_args!(
+            "refusing to boot: hv's own page tables failed the self-check (W^X); no guest started"
+        ));
     }
 
     if config.selftests.fault {
@@ -73,8 +75,8 @@ extern "C" fn hv_main_el2(dtb: u64) -> ! {
             log::info!("no guest to run (guest=none): powering off");
             power::system_off()
         }
-        Guest::Linux => guest::run_linux(&platform, &tables, config.guest_cmdline),
-        guest => fatal(format_args!("guest={guest} is not available in this build of hv yet")),
+        // The test guest (guests/testguest) is an arm64 Image in a bundle, loaded as Linux is.
+        Guest::Linux | Guest::Test => guest::run_linux(&platform, &tables, hv_console, config.guest_cmdline),
     }
 }
 

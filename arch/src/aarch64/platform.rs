@@ -283,8 +283,18 @@ fn is_enabled(node: FdtNode<'_, '_>) -> bool {
         .is_none_or(|s| s == "okay" || s == "ok")
 }
 
-/// Devices (by `compatible`) the guest does not get.
-const WITHHELD: [&str; 1] = ["qemu,fw-cfg-mmio"];
+/// Devices (by `compatible`) the guest does not get: not mapped in its
+/// stage-2, `status = "disabled"` in its device tree. Both write physical
+/// memory themselves, bypassing stage-2: fw-cfg's DMA interface, and the
+/// GICv3 ITS (its device, collection and command tables; withholding it also
+/// keeps Linux from enabling LPIs, whose redistributor tables hv guards in
+/// `gicr`).
+pub const WITHHELD: [&str; 2] = ["qemu,fw-cfg-mmio", "arm,gic-v3-its"];
+
+fn is_withheld(node: FdtNode<'_, '_>) -> bool {
+    node.compatible()
+        .is_some_and(|c| c.all().any(|s| WITHHELD.contains(&s)))
+}
 
 /// The devices the guest owns, from the device tree at `dtb`: the `reg` of
 /// every enabled node under the root (memory, CPUs and /chosen aside), the
@@ -293,8 +303,9 @@ const WITHHELD: [&str; 1] = ["qemu,fw-cfg-mmio"];
 /// empty (the GICv3 ITS below the GIC). Page-aligned outward, sorted, and
 /// merged where they overlap (32 virtio-mmio slots share a few pages).
 ///
-/// QEMU's fw-cfg is withheld: its DMA interface writes physical memory
-/// without going through stage-2, so a guest could aim it at hv's region.
+/// [`WITHHELD`] devices are left out (QEMU's fw-cfg, the GICv3 ITS): they
+/// write physical memory without going through stage-2, so a guest could aim
+/// them at hv's region.
 ///
 /// `dtb` must have passed `hv::guest::dtb::check` (fdt 0.1.5 panics on some
 /// malformed input).
@@ -321,10 +332,7 @@ pub fn guest_devices(dtb: &'static [u8]) -> Vec<Named<'static>> {
         if is_memory || skipped.contains(&node.name) || !is_enabled(node) {
             continue;
         }
-        if node
-            .compatible()
-            .is_some_and(|c| c.all().any(|s| WITHHELD.contains(&s)))
-        {
+        if is_withheld(node) {
             log::info!("{} withheld from the guest: its DMA would bypass stage-2", node.name);
             continue;
         }
@@ -339,6 +347,13 @@ pub fn guest_devices(dtb: &'static [u8]) -> Vec<Named<'static>> {
         if ranges.value.is_empty() {
             // Identity translation: the children's `reg` are CPU addresses.
             for child in node.children().filter(|c| is_enabled(*c)) {
+                if is_withheld(child) {
+                    log::info!(
+                        "{} withheld from the guest: it writes physical memory, bypassing stage-2",
+                        child.name
+                    );
+                    continue;
+                }
                 if let Some(reg) = child.property("reg") {
                     reg_pairs(reg.value, child_ac, child_sc, |a, s| add(child.name, a, s));
                 }

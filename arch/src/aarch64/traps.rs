@@ -1,17 +1,20 @@
 //! What hv does when the guest traps to EL2 (head.rs `guest_exit` calls
-//! [`hv_guest_trap`]): SMC is PSCI, HVC is hv's hypercall interface, a
-//! stage-2 abort is an access to hv's memory or to an unmapped address
-//! (refused: the guest gets a synchronous external abort), anything else is
-//! logged with its decoded syndrome and the guest gets an undefined-instruction
-//! exception. hv keeps running in every case.
+//! [`hv_guest_trap`]): SMC is PSCI, HVC is hv's hypercall interface
+//! (`hvconsole::hypercall`), a stage-2 data abort on the doorbell page or a
+//! GICv3 redistributor is emulated (`hvconsole::doorbell_access`,
+//! `gicr::emulate`), any other stage-2 abort is an access to hv's memory or to
+//! an unmapped address (refused: the guest gets a synchronous external abort),
+//! anything else is logged with its decoded syndrome and the guest gets an
+//! undefined-instruction exception. hv keeps running in every case.
 
 use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::boot::Layout;
 use super::exceptions::{exception_class, report_and_stop, FaultStatus, Frame, GuestFrame};
-use super::psci;
+use super::mmio::MmioAccess;
 use super::sysreg::{read_sysreg, write_sysreg, Features};
+use super::{gicr, hvconsole, psci};
 
 const EC_UNKNOWN: u64 = 0x00;
 const EC_HVC64: u64 = 0x16;
@@ -48,24 +51,18 @@ extern "C" fn hv_guest_trap(index: u64, frame: &mut GuestFrame) {
     if index != VECTOR_SYNC_LOWER_AARCH64 && index != VECTOR_SYNC_LOWER_AARCH32 {
         report_and_stop(index, regs);
     }
+    hvconsole::note_trap(regs.spsr);
     match (regs.esr >> 26) & 0x3f {
         EC_SMC64 => {
             // A trapped SMC returns to itself: step over it.
             regs.elr += 4;
             psci::handle_guest_smc(regs);
         }
-        EC_HVC64 => hypercall(regs),
+        EC_HVC64 => hvconsole::hypercall(regs),
         EC_DABT_LOWER => stage2_abort(regs, Abort::Data),
         EC_IABT_LOWER => stage2_abort(regs, Abort::Fetch),
         _ => unexpected(regs),
     }
-}
-
-/// HVC from the guest: hv's hypercall interface (x0 = function id, SMCCC).
-/// hv offers no function yet, so each call returns NOT_SUPPORTED (-1); the
-/// console's hypercalls are to be dispatched from here.
-fn hypercall(regs: &mut Frame) {
-    regs.x[0] = psci::NOT_SUPPORTED as u64;
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -89,12 +86,60 @@ fn fault_ipa(regs: &Frame) -> Option<u64> {
 }
 
 /// A stage-2 abort: the guest touched an IPA that is not its RAM or one of
-/// its devices.
+/// the devices it owns. The doorbell page and the GICv3 redistributors are
+/// emulated (single loads and stores only); everything else is refused.
 fn stage2_abort(regs: &mut Frame, kind: Abort) {
     let ipa = fault_ipa(regs);
-    // MMIO emulation goes here: a device hv emulates for the guest (the
-    // console's doorbell) claims its IPA page before the refusal below.
+    if let (Abort::Data, Some(ipa)) = (kind, ipa) {
+        let device = if hvconsole::is_doorbell(ipa) {
+            Some(Emulated::Doorbell)
+        } else if gicr::contains(ipa) {
+            Some(Emulated::Redistributor)
+        } else {
+            None
+        };
+        if let Some(device) = device {
+            match MmioAccess::decode(regs.esr, ipa) {
+                Ok(access) => match device {
+                    Emulated::Doorbell => {
+                        hvconsole::doorbell_access(regs, &access);
+                        access.step_over(regs);
+                    }
+                    Emulated::Redistributor => gicr::emulate(regs, &access),
+                },
+                Err(why) => {
+                    let n = REFUSALS.fetch_add(1, Ordering::Relaxed);
+                    if n < MAX_LOGGED {
+                        log::info!(
+                            "guest access to {} at IPA {ipa:#x} refused: {} (PC {:#x})",
+                            device.name(),
+                            why.describe(),
+                            regs.elr
+                        );
+                    }
+                    inject_abort(regs, kind);
+                }
+            }
+            return;
+        }
+    }
     refuse(regs, kind, ipa);
+}
+
+/// The devices hv emulates for the guest.
+#[derive(Clone, Copy)]
+enum Emulated {
+    Doorbell,
+    Redistributor,
+}
+
+impl Emulated {
+    fn name(self) -> &'static str {
+        match self {
+            Emulated::Doorbell => "the doorbell",
+            Emulated::Redistributor => "a GIC redistributor",
+        }
+    }
 }
 
 /// Logs a refused access and injects a synchronous external abort.
@@ -126,6 +171,11 @@ fn refuse(regs: &mut Frame, kind: Abort, ipa: Option<u64>) {
     } else if n == MAX_LOGGED {
         log::info!("further refused guest accesses are not logged");
     }
+    inject_abort(regs, kind);
+}
+
+/// Gives the guest a synchronous external abort for the access that trapped.
+fn inject_abort(regs: &mut Frame, kind: Abort) {
     let iss = match kind {
         Abort::Data => FSC_EXTERNAL_ABORT | (regs.esr & ESR_WNR),
         Abort::Fetch => FSC_EXTERNAL_ABORT,

@@ -6,8 +6,10 @@
 //! intercept, V_INTR_MASKING off). hv intercepts only what it must own:
 //! - CPUID: SVM hidden, the hypervisor bit and leaf 0x4000_0000 ("hvhypervisor");
 //! - MSRs: EFER (SVME stays on and hidden), VM_CR, VM_HSAVE_PA;
-//! - the SVM instructions (#UD for the guest), VMMCALL (hv's hypercalls);
-//! - I/O: isa-debug-exit (hv's exit status device), the ACPI PM1a control
+//! - the SVM instructions (#UD for the guest), VMMCALL (hv's hypercalls,
+//!   `hv::hypercall`, docs/hypercalls.md);
+//! - I/O: the doorbell ports 0x540..0x54F (hvctl's way to the console),
+//!   isa-debug-exit (hv's exit status device), the ACPI PM1a control
 //!   register (power-off ends the machine cleanly through hv) and the reset register;
 //! - shutdown (a triple fault) and nested page faults (hv's memory or
 //!   unmapped space: logged, and the guest gets a #GP).
@@ -15,12 +17,16 @@
 //! No NRIP save on QEMU TCG: hv computes each next RIP (CPUID, RDMSR,
 //! WRMSR: 2 bytes; VMMCALL: 3; IOIO: EXITINFO2).
 
-use core::fmt::Write;
+use core::fmt::{self, Write};
 
-use hv::guest::Named;
+use hv::hypercall::doorbell::{Doorbell, PORT_BASE, PORT_COUNT};
+use hv::hypercall::guest_mem::Stage2Memory;
+use hv::hypercall::{Call, CallContext, Conduit, Hypercalls, Privilege};
+use hv::introspect::X86GuestRegs;
 use x86::io::{inb, inl, inw, outb, outl, outw};
 
 use super::acpi::PowerPorts;
+use super::console::{Console, ExitCounts, GuestSnapshot, Target};
 use super::linux::{LinuxBoot, BOOT_CS, BOOT_DS};
 use super::power::{self, Exit};
 use super::serial::{self, Com1};
@@ -30,13 +36,10 @@ use super::svm::{self, ctl, exit, misc1, misc2, save, GuestRegs, Segment, Vmcb};
 pub const SIGNATURE: &[u8; 12] = b"hvhypervisor";
 const HV_LEAF_BASE: u32 = 0x4000_0000;
 const HV_LEAF_MAX: u32 = 0x4000_0001;
-/// Leaf 0x4000_0001 EAX: hv's interface version (VMMCALL functions below).
-const HV_INTERFACE_VERSION: u32 = 1;
-
-/// VMMCALL functions (RAX in, RAX out).
-const HC_VERSION: u64 = 0;
-/// Unknown function: -ENOSYS in the guest's eyes.
-const HC_ENOSYS: u64 = (-38i64) as u64;
+/// Leaf 0x4000_0001 EAX: hv's hypercall ABI major version (docs/hypercalls.md).
+const HV_INTERFACE_VERSION: u32 = (hv::hypercall::ABI_VERSION >> 16) as u32;
+/// VMMCALL is 0F 01 D9 (no NRIP save on TCG: hv steps over it itself).
+const VMMCALL_LEN: u64 = 3;
 
 const DEBUG_EXIT_PORT: u16 = 0xf4;
 const DEBUG_EXIT_PORTS: u16 = 4;
@@ -90,20 +93,22 @@ pub struct Guest<'a> {
     regs: GuestRegs,
     pages: SvmPages,
     power: PowerPorts,
-    hv_owned: &'a [Named<'a>],
+    console: &'a Console,
+    hypercalls: Hypercalls,
+    doorbell: Doorbell,
     refusals: u64,
-    exits: u64,
-    stats: ExitStats,
+    /// VM exits by reason, for `info` and the power-off line (each costs ~50 µs under TCG).
+    stats: ExitCounts,
 }
 
-/// VM exits by reason, for the power-off line (each costs ~50 µs under TCG).
-#[derive(Clone, Copy, Debug, Default)]
-struct ExitStats {
-    cpuid: u64,
-    msr: u64,
-    io: u64,
-    npf: u64,
-    other: u64,
+/// hv's log for CONSOLE_WRITE text: the console lock per piece, so a guest's
+/// long write cannot hold it across the whole call.
+struct HvLog;
+
+impl Write for HvLog {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        serial::with_console(|out| out.write_str(s))
+    }
 }
 
 fn segment(selector: u16, attrib: u16) -> Segment {
@@ -126,7 +131,7 @@ impl<'a> Guest<'a> {
         npt_root: u64,
         boot: &LinuxBoot,
         power: PowerPorts,
-        hv_owned: &'a [Named<'a>],
+        console: &'a Console,
     ) -> Guest<'a> {
         // SAFETY: the caller hands hv's SVM region; each map lies inside it.
         unsafe {
@@ -141,6 +146,10 @@ impl<'a> Guest<'a> {
             svm::iopm_intercept(pages.iopm, power.pm1a_control);
             svm::iopm_intercept(pages.iopm, power.pm1a_control + 1);
             if let Some((port, _)) = power.reset {
+                svm::iopm_intercept(pages.iopm, port);
+            }
+            // The doorbell: these ports exist only as hv's (nothing on q35 decodes them).
+            for port in PORT_BASE..PORT_BASE + PORT_COUNT {
                 svm::iopm_intercept(pages.iopm, port);
             }
             for msr in [svm::MSR_EFER, svm::MSR_VM_CR, svm::MSR_VM_HSAVE_PA] {
@@ -220,10 +229,11 @@ impl<'a> Guest<'a> {
             regs,
             pages,
             power,
-            hv_owned,
+            console,
+            hypercalls: Hypercalls::new(),
+            doorbell: Doorbell::new(),
             refusals: 0,
-            exits: 0,
-            stats: ExitStats::default(),
+            stats: ExitCounts::default(),
         }
     }
 
@@ -234,7 +244,7 @@ impl<'a> Guest<'a> {
             // the VMCB was filled by `new` and is only changed by the handlers
             // below; the host VMCB page is hv's.
             unsafe { svm::run(&mut self.vmcb, &mut self.regs, self.pages.host_vmcb) };
-            self.exits += 1;
+            self.stats.total += 1;
             self.vmcb.write8(ctl::TLB_CONTROL, 0);
             self.vmcb.write64(ctl::EVENT_INJ, 0);
             // An event cut short by the exit (e.g. a fault while delivering
@@ -267,8 +277,10 @@ impl<'a> Guest<'a> {
         match code {
             exit::CPUID => s.cpuid += 1,
             exit::MSR => s.msr += 1,
-            exit::IOIO => s.io += 1,
+            // Counted by `io`: the doorbell's accesses apart.
+            exit::IOIO => {}
             exit::NPF => s.npf += 1,
+            exit::VMMCALL => s.vmmcall += 1,
             _ => s.other += 1,
         }
         match code {
@@ -359,16 +371,93 @@ impl<'a> Guest<'a> {
         }
     }
 
+    /// The guest's state for the console, as the VMCB holds it now.
+    fn snapshot(&self) -> GuestSnapshot {
+        let v = &self.vmcb;
+        GuestSnapshot {
+            regs: X86GuestRegs {
+                cr0: v.read64(save::CR0),
+                cr3: v.read64(save::CR3),
+                cr4: v.read64(save::CR4),
+                // SVME is hv's: the guest never sees it.
+                efer: v.read64(save::EFER) & !svm::EFER_SVME,
+                pat: v.read64(save::G_PAT),
+            },
+            rip: v.rip(),
+            cpl: v.cpl(),
+            exits: self.stats,
+        }
+    }
+
+    /// A hypercall (docs/hypercalls.md): RAX = id, RBX, RCX, RDX, RSI, RDI,
+    /// R8 = arguments; RAX, RBX, RCX, RDX = results, all four written.
     fn vmmcall(&mut self) {
-        let result = match self.vmcb.rax() {
-            HC_VERSION => {
-                self.regs.rbx = u64::from(HV_INTERFACE_VERSION);
-                0
-            }
-            _ => HC_ENOSYS,
+        let call = Call {
+            id: self.vmcb.rax(),
+            args: [
+                self.regs.rbx,
+                self.regs.rcx,
+                self.regs.rdx,
+                self.regs.rsi,
+                self.regs.rdi,
+                self.regs.r8,
+            ],
         };
-        self.vmcb.set_rax(result);
-        self.skip(3);
+        // CPL from the VMCB: what the guest ran at when it trapped.
+        let privilege = if self.vmcb.cpl() == 0 {
+            Privilege::Kernel
+        } else {
+            Privilege::User
+        };
+        let snapshot = self.snapshot();
+        let console = self.console;
+        let target = Target::at_trap(console, snapshot);
+        let reply = match &console.npt {
+            Some(npt) => {
+                // Every buffer is translated through the NPT and checked against hv's ranges.
+                let mut mem = Stage2Memory {
+                    format: &npt.format,
+                    tables: &npt.mem,
+                    root: npt.root,
+                    hv_owned: console.not_for_buffers,
+                    phys: &console.ram,
+                };
+                let mut cx = CallContext {
+                    target: &target,
+                    mem: &mut mem,
+                    log: &mut HvLog,
+                };
+                self.hypercalls.handle(Conduit::Vmmcall, privilege, &call, &mut cx)
+            }
+            None => fatal(format_args!("a guest runs without an NPT")),
+        };
+        self.vmcb.set_rax(reply.regs[0]);
+        self.regs.rbx = reply.regs[1];
+        self.regs.rcx = reply.regs[2];
+        self.regs.rdx = reply.regs[3];
+        self.skip(VMMCALL_LEN);
+    }
+
+    /// Whether an access of `size` bytes at `port` touches a doorbell port
+    /// (the IOPM intercepts it whenever one of its bytes does).
+    fn touches_doorbell(port: u16, size: u64) -> bool {
+        let (start, end) = (u64::from(port), u64::from(port) + size);
+        start < u64::from(PORT_BASE + PORT_COUNT) && end > u64::from(PORT_BASE)
+    }
+
+    /// hvctl's doorbell: one register access, at most one bounded step of output.
+    fn doorbell(&mut self, port: u16, size: u64, is_in: bool, value: u64) {
+        self.stats.doorbell += 1;
+        let snapshot = self.snapshot();
+        let target = Target::at_trap(self.console, snapshot);
+        // An access that starts below the doorbell wraps to a huge offset: a bad access.
+        let offset = port.wrapping_sub(PORT_BASE);
+        if is_in {
+            let v = self.doorbell.port_read(&target, offset, size as u8);
+            self.set_in_value(size, u64::from(v));
+        } else {
+            self.doorbell.port_write(&target, offset, size as u8, value as u32);
+        }
     }
 
     fn io(&mut self) {
@@ -383,6 +472,12 @@ impl<'a> Guest<'a> {
             _ => 4,
         };
         let value = self.vmcb.rax() & mask(size);
+        if !string && Self::touches_doorbell(port, size) {
+            self.doorbell(port, size, is_in, value);
+            self.vmcb.set_rip(next_rip);
+            return;
+        }
+        self.stats.io += 1;
         if string {
             log_line(format_args!(
                 "hv: guest string I/O to port {port:#x} (hv-owned) refused at RIP {:#x}",
@@ -405,8 +500,8 @@ impl<'a> Guest<'a> {
                 let s = self.stats;
                 log_line(format_args!(
                     "hv: guest powered off (ACPI S5 via PM1a_CNT {port:#x}) after {} VM exits \
-                     (CPUID {}, MSR {}, I/O {}, NPF {}, other {})",
-                    self.exits, s.cpuid, s.msr, s.io, s.npf, s.other
+                     (CPUID {}, MSR {}, I/O {}, NPF {}, VMMCALL {}, doorbell {}, other {})",
+                    s.total, s.cpuid, s.msr, s.io, s.npf, s.vmmcall, s.doorbell, s.other
                 ));
                 power::exit(Exit::PowerOff);
             }
@@ -459,6 +554,7 @@ impl<'a> Guest<'a> {
         let error = self.vmcb.exit_info1();
         let gpa = self.vmcb.exit_info2();
         let owner = self
+            .console
             .hv_owned
             .iter()
             .find(|o| o.range.contains(gpa))
@@ -490,7 +586,7 @@ impl<'a> Guest<'a> {
         let cs = v.segment(save::CS);
         let ss = v.segment(save::SS);
         serial::with_console(|out: &mut Com1| {
-            let _ = writeln!(out, "\nhv: {why}: guest state after {} VM exits", self.exits);
+            let _ = writeln!(out, "\nhv: {why}: guest state after {} VM exits", self.stats.total);
             let _ = writeln!(
                 out,
                 "hv: exit code {:#x}, info1 {:#x}, info2 {:#x}, exitintinfo {:#x}",

@@ -3,6 +3,7 @@
 
 mod acpi;
 mod boot;
+mod console;
 mod guest;
 mod idt;
 mod linux;
@@ -19,9 +20,10 @@ use core::panic::PanicInfo;
 use alloc::vec::Vec;
 use buddy_system_allocator::LockedHeap;
 use hv::cmdline::{self, Config};
+use hv::console::Verdict;
 use hv::guest::{MemRange, Named};
 use hv::mem::{DirectMap, Frames, TableSpace};
-use hv::selfcheck::{self, Expect, Region, Tables};
+use hv::selfcheck::{self, Expect, Region};
 use log::{info, warn};
 use mm::PhysAddr;
 use pagewalk::x86::{Npt, X86_64};
@@ -29,6 +31,7 @@ use pagewalk::{AddrRange, PAGE_SIZE};
 use x86::cpuid::CpuId;
 
 use boot::ImageLayout;
+use console::{Console, GuestRam, Target, GUEST_RAM_WINDOW};
 use guest::{Guest, SvmPages};
 use linux::LinuxBoot;
 use paging::{CpuPaging, HvRegions};
@@ -38,7 +41,9 @@ use start_info::{BootInfo, RegionKind};
 
 /// Frames for hv's own page tables (a handful are used; the rest is headroom).
 const TABLE_POOL_SIZE: u64 = 256 * 1024;
-const HEAP_SIZE: u64 = 1024 * 1024;
+/// The console keeps two outputs of up to 1 MiB (hypercalls and doorbell), each
+/// briefly next to its half-size predecessor while it grows: 8 MiB leaves room.
+const HEAP_SIZE: u64 = 8 * 1024 * 1024;
 /// hv's tables are built while the boot identity map (0..4 GiB) is live.
 const BOOT_MAP_END: u64 = 4 << 30;
 
@@ -73,9 +78,10 @@ extern "C" fn hv_x86_64_main(start_info_paddr: u64) -> ! {
         config.guest, config.selftests.wx, config.selftests.fault
     );
 
-    // A guest needs SVM with nested paging: refuse before anything else.
+    // A guest needs SVM with nested paging: refuse before anything else. The
+    // test guest (guests/testguest) is a bzImage too and boots the same way.
     let svm_caps = match config.guest {
-        cmdline::Guest::Linux => match svm::detect() {
+        cmdline::Guest::Linux | cmdline::Guest::Test => match svm::detect() {
             Ok(caps) => {
                 info!(
                     "SVM: {} ASIDs, nested paging; NRIP save {}, decode assists {}, clean bits {}, flush by ASID {}, 1G pages {}",
@@ -91,7 +97,6 @@ extern "C" fn hv_x86_64_main(start_info_paddr: u64) -> ! {
             Err(e) => fail(format_args!("cannot run a guest: {e}")),
         },
         cmdline::Guest::None => None,
-        other => fail(format_args!("guest={other}: not supported on x86_64 yet")),
     };
 
     let cpu = CpuPaging::detect();
@@ -129,14 +134,18 @@ extern "C" fn hv_x86_64_main(start_info_paddr: u64) -> ! {
             cpu.phys_bits
         )),
     };
-    let root = match paging::build(&format, &mut space, &image, &regions) {
+    // Kept for the console for as long as hv runs.
+    let hv_owned: &'static [Named<'static>] = hv_owned(&image, &regions).leak();
+    // The guest is loaded while the boot identity map still reaches guest
+    // RAM at VA == PA; hv's own tables map it only at the window.
+    let linux = svm_caps.map(|caps| load_guest(&boot, hv_owned, &config, cpu.phys_bits, caps.gib_pages));
+    let guest_phys = linux.as_ref().map(|_| npt::guest_physical(&boot, hv_owned));
+    let guest_ram: Vec<MemRange> = guest_phys.as_ref().map_or(Vec::new(), |g| g.ram.clone());
+    let gib_pages = svm_caps.is_some_and(|caps| caps.gib_pages);
+    let root = match paging::build(&format, &mut space, &image, &regions, &guest_ram, gib_pages) {
         Ok(root) => root,
         Err(e) => fail(format_args!("building hv's page tables: {e}")),
     };
-    let hv_owned = hv_owned(&image, &regions);
-    // The guest is loaded while the boot identity map still reaches guest
-    // RAM: hv's own tables never map it.
-    let linux = svm_caps.map(|caps| load_guest(&boot, &hv_owned, &config, cpu.phys_bits, caps.gib_pages));
 
     // SAFETY: `build` mapped the whole image but the stack guard pages, the
     // table pool, the heap and the SVM pages: everything hv touches from here on.
@@ -150,7 +159,24 @@ extern "C" fn hv_x86_64_main(start_info_paddr: u64) -> ! {
         on_off(cpu.smap)
     );
 
-    let report = self_check(&format, &space.mem, root.0, &image, &regions);
+    let checked_regions = hv_regions(&image, &regions, &guest_ram);
+    let mut console = Console {
+        hv: console::Tables {
+            format,
+            mem: space.mem,
+            root: root.0,
+            markers: selfcheck::region_markers(HV_TABLES_TITLE, 0, &checked_regions).collect(),
+        },
+        npt: None,
+        hv_owned,
+        not_for_buffers: hv_owned,
+        // SAFETY: `paging::build` mapped exactly these ranges RW at the
+        // window in the tables now active; hv keeps no reference into them.
+        ram: unsafe { GuestRam::new(guest_ram) },
+        phys_bits: u32::from(cpu.phys_bits),
+        layout: layout(&image, &regions),
+    };
+    let report = self_check(&console, &checked_regions);
     if !report.boot_may_proceed() {
         fail(format_args!(
             "refusing to boot: hv's own page tables failed the self-check (W^X); no guest started"
@@ -161,15 +187,15 @@ extern "C" fn hv_x86_64_main(start_info_paddr: u64) -> ! {
         touch_stack_guard(&image);
     }
 
-    match (linux, svm_caps) {
-        (Some((linux, power_ports)), Some(caps)) => start_guest(
+    match (linux, guest_phys) {
+        (Some((linux, power_ports)), Some(guest_phys)) => start_guest(
             &mut space,
-            &boot,
+            &mut console,
             &regions,
-            &hv_owned,
+            &guest_phys,
             &linux,
             power_ports,
-            caps.gib_pages,
+            gib_pages,
             cpu.phys_bits,
         ),
         _ => {
@@ -277,23 +303,24 @@ fn load_guest(
     (linux, power_ports)
 }
 
-/// Builds, dumps and audits the NPT, turns SVM on and runs the guest.
+/// Builds the NPT, dumps and audits it through the console, turns SVM on
+/// and runs the guest.
 #[allow(clippy::too_many_arguments)]
 fn start_guest(
     space: &mut TableSpace<'_>,
-    boot: &BootInfo,
+    console: &mut Console,
     regions: &HvRegions,
-    hv_owned: &[Named<'static>],
+    guest_phys: &npt::GuestPhysical,
     linux: &LinuxBoot,
     power_ports: acpi::PowerPorts,
     gib_pages: bool,
     phys_bits: u8,
 ) -> ! {
+    let hv_owned = console.hv_owned;
     let format = match Npt::new(4, u32::from(phys_bits)) {
         Ok(f) => f,
         Err(e) => fail(format_args!("NPT with {phys_bits} physical address bits: {e:?}")),
     };
-    let guest_phys = npt::guest_physical(boot, hv_owned);
     info!(
         "guest physical space: {} RAM ranges, {} device ranges, PCI hole from {:#x}",
         guest_phys.ram.len(),
@@ -301,7 +328,7 @@ fn start_guest(
         guest_phys.pci_hole
     );
     let before = space.frames.free_bytes();
-    let npt_root = match npt::build(&format, space, &guest_phys, hv_owned, gib_pages) {
+    let npt_root = match npt::build(&format, space, guest_phys, hv_owned, gib_pages) {
         Ok(root) => root,
         Err(e) => fail(format_args!("building the NPT: {e}")),
     };
@@ -309,21 +336,31 @@ fn start_guest(
         "NPT built: root {npt_root:#x}, {} KiB of tables",
         (before - space.frames.free_bytes()) / 1024
     );
-    let audit =
-        serial::with_console(|out| npt::dump_and_audit(out, &format, &space.mem, npt_root, &guest_phys, hv_owned));
-    match audit {
-        Ok(report) if report.passed() => {}
-        Ok(_) => fail(format_args!(
+    let mut not_for_buffers: Vec<Named<'static>> = hv_owned.to_vec();
+    not_for_buffers.extend(guest_phys.devices.iter().copied());
+    console.not_for_buffers = not_for_buffers.leak();
+    console.npt = Some(console::Tables {
+        format,
+        mem: space.mem,
+        root: npt_root,
+        markers: npt::markers(guest_phys, hv_owned),
+    });
+    let console = &*console;
+    let target = Target::boot(console);
+    info!("nested page tables (NPT), root {npt_root:#x}, dump follows");
+    console::boot_log(&target, "ptdump s2");
+    serial::with_console(|out| writeln!(out, "---[ end of NPT ]---")).ok();
+    if console::boot_log(&target, "audit s2") != Verdict::Ok {
+        fail(format_args!(
             "refusing to start the guest: the NPT isolation audit failed"
-        )),
-        Err(_) => fail(format_args!("console write failed during the NPT audit")),
+        ));
     }
 
     let pages = SvmPages::at(regions.svm.0);
     // SAFETY: `detect` found SVM usable; the host save area is hv's own page.
     unsafe { svm::enable(pages.host_save) };
     // SAFETY: the SVM pages are hv's (mapped RW); the NPT passed the audit.
-    let guest = unsafe { Guest::new(pages, npt_root, linux, power_ports, hv_owned) };
+    let guest = unsafe { Guest::new(pages, npt_root, linux, power_ports, console) };
     info!(
         "starting the guest at {:#x} (RSI = boot_params {:#x}); it owns the console from here",
         linux.entry, linux.boot_params
@@ -417,96 +454,104 @@ fn place_regions(boot: &BootInfo, image: &ImageLayout, config: &Config<'_>) -> O
     })
 }
 
-fn self_check(
-    format: &X86_64,
-    tables_mem: &DirectMap,
-    root: u64,
-    image: &ImageLayout,
-    regions: &HvRegions,
-) -> selfcheck::Report {
+/// The title of hv's tables in dumps (the first marker).
+const HV_TABLES_TITLE: &str = "x86_64 4-level";
+
+/// Every part of hv's address space the self-check judges, with the rights
+/// hv means it to have (guard pages unmapped).
+fn hv_regions(image: &ImageLayout, regions: &HvRegions, guest_ram: &[MemRange]) -> Vec<Region<'static>> {
     let boot_guard = image.stacks.0;
     let fault_guard = image.boot_stack.1;
-    let mut parts = [Region::new("", 0, 0, Expect::Unmapped); 13];
-    let mut count = 0;
-    let mut add = |region: Region<'static>| {
-        parts[count] = region;
-        count += 1;
-    };
-    add(Region::new("hv text", image.text.0, image.text.1, Expect::ReadExec));
-    add(Region::new(
-        "hv rodata",
-        image.rodata.0,
-        image.rodata.1,
-        Expect::ReadOnly,
-    ));
-    add(Region::new(
-        "hv data/bss",
-        image.data.0,
-        image.data.1,
-        Expect::ReadWrite,
-    ));
-    add(Region::new(
-        "hv stack guard",
-        boot_guard,
-        boot_guard + PAGE_SIZE,
-        Expect::Unmapped,
-    ));
-    add(Region::new(
-        "hv stacks",
-        image.boot_stack.0,
-        image.boot_stack.1,
-        Expect::ReadWrite,
-    ));
-    add(Region::new(
-        "hv fault stack guard",
-        fault_guard,
-        fault_guard + PAGE_SIZE,
-        Expect::Unmapped,
-    ));
-    add(Region::new(
-        "hv fault stack",
-        image.fault_stack.0,
-        image.fault_stack.1,
-        Expect::ReadWrite,
-    ));
-    add(Region::new(
-        "hv page tables",
-        regions.tables.0,
-        regions.tables.1,
-        Expect::ReadWrite,
-    ));
-    add(Region::new(
-        "hv heap",
-        regions.heap.0,
-        regions.heap.1,
-        Expect::ReadWrite,
-    ));
-    add(Region::new(
-        "hv SVM control",
-        regions.svm.0,
-        regions.svm.1,
-        Expect::ReadWrite,
-    ));
+    let mut parts = alloc::vec![
+        Region::new("hv text", image.text.0, image.text.1, Expect::ReadExec),
+        Region::new("hv rodata", image.rodata.0, image.rodata.1, Expect::ReadOnly),
+        Region::new("hv data/bss", image.data.0, image.data.1, Expect::ReadWrite),
+        Region::new("hv stack guard", boot_guard, boot_guard + PAGE_SIZE, Expect::Unmapped),
+        Region::new("hv stacks", image.boot_stack.0, image.boot_stack.1, Expect::ReadWrite),
+        Region::new(
+            "hv fault stack guard",
+            fault_guard,
+            fault_guard + PAGE_SIZE,
+            Expect::Unmapped,
+        ),
+        Region::new(
+            "hv fault stack",
+            image.fault_stack.0,
+            image.fault_stack.1,
+            Expect::ReadWrite,
+        ),
+        Region::new("hv page tables", regions.tables.0, regions.tables.1, Expect::ReadWrite),
+        Region::new("hv heap", regions.heap.0, regions.heap.1, Expect::ReadWrite),
+        Region::new("hv SVM control", regions.svm.0, regions.svm.1, Expect::ReadWrite),
+    ];
     if let Some(lapic) = regions.lapic {
-        add(Region::new("hv devices", lapic, lapic + PAGE_SIZE, Expect::ReadWrite));
+        parts.push(Region::new("hv devices", lapic, lapic + PAGE_SIZE, Expect::ReadWrite));
     }
     if let Some(page) = regions.selftest_wx_page {
         // hv means this page to be a plain data page; selftest=wx maps it W+X.
-        add(Region::new(
+        parts.push(Region::new(
             "selftest=wx page",
             page,
             page + PAGE_SIZE,
             Expect::ReadWrite,
         ));
     }
-    let tables = Tables {
-        title: "x86_64 4-level",
-        format,
-        mem: tables_mem,
-        root,
+    for r in guest_ram {
+        parts.push(Region::new(
+            "guest RAM window",
+            GUEST_RAM_WINDOW + r.start,
+            GUEST_RAM_WINDOW + r.end,
+            Expect::ReadWrite,
+        ));
+    }
+    parts
+}
+
+/// hv's physical layout for the console's `info`.
+fn layout(image: &ImageLayout, regions: &HvRegions) -> Vec<Named<'static>> {
+    let mut parts = Vec::new();
+    let mut add = |name: &'static str, (start, end): (u64, u64)| {
+        if let Some(range) = MemRange::new(start, end) {
+            parts.push(Named::new(name, range));
+        }
+    };
+    add("hv image", image.image);
+    add("  text", image.text);
+    add("  rodata", image.rodata);
+    add("  data/bss", image.data);
+    add("  stacks", image.boot_stack);
+    add("  fault stack", image.fault_stack);
+    add("hv page tables", regions.tables);
+    add("hv heap", regions.heap);
+    add("hv SVM control", regions.svm);
+    if let Some(lapic) = regions.lapic {
+        add("LAPIC (hv's mapping)", (lapic, lapic + PAGE_SIZE));
+    }
+    parts
+}
+
+/// hv's boot-time check of its own tables, through the console engine:
+/// `ptdump hv` (with a marker per region) and `wx hv` (Linux's check), then
+/// the self-check's region-by-region comparison and W+X ranges.
+fn self_check(console: &Console, checked_regions: &[Region<'static>]) -> selfcheck::RegionReport {
+    let target = Target::boot(console);
+    let hv = &console.hv;
+    info!(
+        "self-check: {HV_TABLES_TITLE} page tables, root {:#x}, {}-bit input, dump follows",
+        hv.root,
+        pagewalk::Format::input_bits(&hv.format)
+    );
+    console::boot_log(&target, "ptdump hv");
+    serial::with_console(|out| writeln!(out, "---[ end of {HV_TABLES_TITLE} page tables ]---")).ok();
+    let wx = console::boot_log(&target, "wx hv");
+    let tables = selfcheck::Tables {
+        title: HV_TABLES_TITLE,
+        format: &hv.format,
+        mem: &hv.mem,
+        root: hv.root,
         range: AddrRange::ALL,
     };
-    let result = serial::with_console(|out| selfcheck::run(out, &tables, &parts[..count]));
+    let result = serial::with_console(|out| selfcheck::check_regions(out, &tables, checked_regions, wx == Verdict::Ok));
     // Writing to the UART cannot fail; keep the type honest anyway.
     result.unwrap_or_else(|_| fail(format_args!("console write failed during the self-check")))
 }

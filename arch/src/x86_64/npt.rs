@@ -2,17 +2,16 @@
 //! guest owns — its RAM (the machine's minus hv's region), low memory and
 //! the BIOS areas, the firmware's reserved and ACPI ranges, and the PCI hole
 //! below 4 GiB with the IOAPIC, HPET and LAPIC — built with
-//! `hv::guest::stage2::build_identity` (mm's TableBuilder underneath), dumped
-//! in Linux's x86 ptdump format and audited: no entry may reach hv's frames.
+//! `hv::guest::stage2::build_identity` (mm's TableBuilder underneath). The
+//! boot log dumps it (`ptdump s2`) and audits it (`audit s2`: no entry may
+//! reach hv's frames) through the console engine.
 
 use alloc::vec::Vec;
-use core::fmt::{self, Write};
 
-use hv::guest::stage2::{self, AuditReport, Stage2Error};
+use hv::guest::stage2::{self, Stage2Error};
 use hv::guest::{MemRange, Named};
 use hv::mem::TableSpace;
 use pagewalk::x86::Npt;
-use pagewalk::AddrRange;
 use ptdump::Marker;
 
 use super::linux::split_for_2m_pages;
@@ -165,17 +164,11 @@ pub fn build<'a>(
     Ok(builder.root().0)
 }
 
-/// Dumps the NPT with a marker at each part of the guest's physical space,
-/// then runs the isolation audit and prints its verdict.
-pub fn dump_and_audit<'a>(
-    out: &mut dyn Write,
-    format: &Npt,
-    mem: &hv::mem::DirectMap,
-    root: u64,
-    guest: &GuestPhysical,
-    hv_owned: &[Named<'a>],
-) -> Result<AuditReport<'a>, fmt::Error> {
-    let mut markers: Vec<Marker<'_>> = Vec::new();
+/// The markers of `ptdump s2`: one at each part of the guest's physical
+/// space and at each range hv keeps out of it (the dump itself and the
+/// isolation audit run through the console engine).
+pub fn markers(guest: &GuestPhysical, hv_owned: &[Named<'static>]) -> Vec<Marker<'static>> {
+    let mut markers: Vec<Marker<'static>> = Vec::new();
     markers.push(Marker::new(0, "Guest Physical (NPT)"));
     for o in hv_owned {
         markers.push(Marker::new(o.range.start, o.name));
@@ -187,15 +180,12 @@ pub fn dump_and_audit<'a>(
     markers.push(Marker::new(FOUR_GIB, "above 4 GiB"));
     markers.sort_by_key(|m| m.addr);
     // One marker per address: the latest name wins (a device label over "guest RAM").
-    let mut unique: Vec<Marker<'_>> = Vec::with_capacity(markers.len());
+    let mut unique: Vec<Marker<'static>> = Vec::with_capacity(markers.len());
     for m in markers {
         match unique.last_mut() {
             Some(last) if last.addr == m.addr => *last = m,
             _ => unique.push(m),
         }
     }
-    writeln!(out, "hv: nested page tables (NPT), root {root:#x}, dump follows")?;
-    ptdump::npt::dump(out, format, mem, root, AddrRange::ALL, &unique)?;
-    writeln!(out, "---[ end of NPT ]---")?;
-    stage2::audit_and_print(out, format, mem, root, hv_owned)
+    unique
 }

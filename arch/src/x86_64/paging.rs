@@ -1,8 +1,11 @@
 //! hv's own 4-level page tables, built with `mm::TableBuilder`: an identity
 //! map with page-granular permissions (text RX, rodata R+NX, data/bss and
 //! stacks RW+NX with unmapped guard pages below the stacks, heap and table
-//! pool RW+NX, MMIO uncached+NX). Nothing else is mapped: a stray access faults.
+//! pool RW+NX, MMIO uncached+NX) and, with a guest, guest RAM RW+NX at
+//! `console::GUEST_RAM_WINDOW` + PA (see `console`). Nothing else is mapped:
+//! a stray access faults.
 
+use hv::guest::MemRange;
 use hv::mem::TableSpace;
 use mm::{MapError, PhysAddr, TableBuilder};
 use pagewalk::x86::X86_64;
@@ -12,6 +15,8 @@ use x86::cpuid::CpuId;
 use x86::msr::{rdmsr, IA32_APIC_BASE, IA32_EFER};
 
 use super::boot::ImageLayout;
+use super::console::GUEST_RAM_WINDOW;
+use super::linux::split_for_2m_pages;
 
 const EFER_NXE: u64 = 1 << 11;
 const APIC_BASE_MASK: u64 = 0x000f_ffff_ffff_f000;
@@ -65,11 +70,14 @@ pub fn lapic_base() -> Option<u64> {
 }
 
 /// Builds hv's tables in `space` (the table pool); returns the root for CR3.
+/// `guest_ram` is mapped at the window (1 GiB pages only if the CPU has them).
 pub fn build(
     format: &X86_64,
     space: &mut TableSpace<'_>,
     image: &ImageLayout,
     regions: &HvRegions,
+    guest_ram: &[MemRange],
+    gib_pages: bool,
 ) -> Result<PhysAddr, MapError> {
     let text = MapAttrs::new(Access::READ.union(Access::EXEC_PRIV), MemType::Normal);
     let read_only = MapAttrs::new(Access::READ, MemType::Normal);
@@ -97,6 +105,21 @@ pub fn build(
             MemType::Normal,
         );
         map((page, page + PAGE_SIZE), &wx)?;
+    }
+    for &ram in guest_ram {
+        let mut result = Ok(());
+        split_for_2m_pages(ram, gib_pages, |piece| {
+            if result.is_ok() {
+                result = tables.map(
+                    space,
+                    GUEST_RAM_WINDOW + piece.start,
+                    piece.start,
+                    piece.len(),
+                    &read_write,
+                );
+            }
+        });
+        result?;
     }
     Ok(tables.root())
 }

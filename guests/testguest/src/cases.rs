@@ -203,7 +203,7 @@ fn console_write_zero() -> Outcome {
 fn console_write_max() -> Outcome {
     let at = area() + PAGE - 1000;
     let mut line = [b'.'; 64];
-    line[..33].copy_from_slice(b"tg-console: 4096 bytes, line    ");
+    line[..32].copy_from_slice(b"tg-console: 4096 bytes, line    ");
     line[63] = b'\n';
     for i in 0..64u64 {
         line[30] = b'0' + (i / 10) as u8;

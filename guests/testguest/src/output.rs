@@ -89,7 +89,9 @@ pub fn command(cmd: &[u8]) -> u64 {
 /// Prepares the buffer `[buf, buf + len)` and its guard zone.
 pub fn arm(buf: u64, len: u64) {
     let guard = GUARD_LEN.min(area() + AREA_LEN + PAGE - (buf + len));
-    fill(buf, len + guard, GUARD);
+    // The 64 bytes before the buffer too: `check_untouched` checks them.
+    let before = if buf >= area() + 64 { 64 } else { 0 };
+    fill(buf - before, before + len + guard, GUARD);
 }
 
 /// After a call into `[buf, buf + len)` that reported `written` bytes: the
@@ -260,9 +262,14 @@ pub struct DumpLine<'a> {
 }
 
 impl DumpLine<'_> {
-    /// A hole prints only the level name after the size.
+    /// A hole prints only the level name after the size. arm64 prints a
+    /// non-zero entry whose valid bit is clear as Linux's arm64 ptdump does:
+    /// the level, `F` (it faults) and the decoded other bits; that is not a
+    /// mapping either.
     pub fn is_hole(&self) -> bool {
-        self.rest.split_ascii_whitespace().count() <= 1 && !self.is_bad()
+        let mut words = self.rest.split_ascii_whitespace();
+        let _level = words.next();
+        words.next().is_none_or(|w| w == "F") && !self.is_bad()
     }
     pub fn is_bad(&self) -> bool {
         self.rest.contains(" BAD ") || self.rest.starts_with("BAD ")

@@ -10,7 +10,10 @@
 //! - /memory: one node whose `reg` lists the guest RAM ranges (so Linux never
 //!   sees hv's memory); further memory nodes are dropped;
 //! - /chosen: `bootargs` and `linux,initrd-start`/`-end` (u64) are the guest's;
-//!   other properties (`stdout-path`, `rng-seed`, `kaslr-seed`) stay.
+//!   other properties (`stdout-path`, `rng-seed`, `kaslr-seed`) stay;
+//! - every node whose `compatible` lists one of [`GuestDtbConfig::disable`]
+//!   (a device hv withholds, e.g. QEMU's fw-cfg or the GICv3 ITS) gets
+//!   `status = "disabled"`, so the guest's drivers leave it alone.
 //!
 //! `fdt` 0.1.5 panics on some malformed input (it indexes and unwraps), so
 //! [`check`] validates the whole blob first: after it, every `fdt` call made
@@ -260,6 +263,9 @@ pub struct GuestDtbConfig<'a> {
     pub bootargs: &'a str,
     /// Where the initrd was placed, if any.
     pub initrd: Option<MemRange>,
+    /// `compatible` strings of devices the guest does not get: each node that
+    /// lists one (at any depth) is written with `status = "disabled"`.
+    pub disable: &'a [&'a str],
 }
 
 fn root_cells(root: FdtNode<'_, '_>, name: &'static str, default: u32) -> Result<u32, DtbError> {
@@ -319,11 +325,36 @@ fn copy_properties(w: &mut FdtWriter, node: FdtNode<'_, '_>, skip: &[&str]) -> R
     Ok(())
 }
 
-fn copy_subtree(w: &mut FdtWriter, node: FdtNode<'_, '_>) -> Result<(), DtbError> {
+/// Whether `node`'s `compatible` names one of `disable`.
+fn is_disabled(node: FdtNode<'_, '_>, disable: &[&str]) -> bool {
+    !disable.is_empty() && node.compatible().is_some_and(|c| c.all().any(|s| disable.contains(&s)))
+}
+
+/// Copies `node` and its children; a node [`is_disabled`] keeps everything
+/// but its `status`, which becomes "disabled" (written where the old one was,
+/// or last).
+fn copy_subtree(w: &mut FdtWriter, node: FdtNode<'_, '_>, disable: &[&str]) -> Result<(), DtbError> {
     let handle = w.begin_node(node.name)?;
-    copy_properties(w, node, &[])?;
+    if is_disabled(node, disable) {
+        let mut status_written = false;
+        for p in node.properties() {
+            if p.name == "status" {
+                if !status_written {
+                    w.property_string("status", "disabled")?;
+                    status_written = true;
+                }
+            } else {
+                w.property(p.name, p.value)?;
+            }
+        }
+        if !status_written {
+            w.property_string("status", "disabled")?;
+        }
+    } else {
+        copy_properties(w, node, &[])?;
+    }
     for child in node.children() {
-        copy_subtree(w, child)?;
+        copy_subtree(w, child, disable)?;
     }
     w.end_node(handle)?;
     Ok(())
@@ -343,7 +374,7 @@ fn write_chosen(w: &mut FdtWriter, chosen: Option<FdtNode<'_, '_>>, cfg: &GuestD
     }
     if let Some(c) = chosen {
         for child in c.children() {
-            copy_subtree(w, child)?;
+            copy_subtree(w, child, cfg.disable)?;
         }
     }
     w.end_node(handle)?;
@@ -355,6 +386,7 @@ fn write_memory(
     template: Option<FdtNode<'_, '_>>,
     reg: &[u8],
     first: Option<&MemRange>,
+    disable: &[&str],
 ) -> Result<(), DtbError> {
     let name = match first {
         Some(r) => alloc::format!("memory@{:x}", r.start),
@@ -368,7 +400,7 @@ fn write_memory(
     w.property("reg", reg)?;
     if let Some(t) = template {
         for child in t.children() {
-            copy_subtree(w, child)?;
+            copy_subtree(w, child, disable)?;
         }
     }
     w.end_node(handle)?;
@@ -404,7 +436,7 @@ pub fn guest_dtb(platform: &[u8], cfg: &GuestDtbConfig<'_>) -> Result<Vec<u8>, D
     for child in root.children() {
         if is_memory_node(child) {
             if !memory_written {
-                write_memory(&mut w, Some(child), &reg, cfg.ram.first())?;
+                write_memory(&mut w, Some(child), &reg, cfg.ram.first(), cfg.disable)?;
                 memory_written = true;
             }
         } else if child.name == "chosen" {
@@ -413,11 +445,11 @@ pub fn guest_dtb(platform: &[u8], cfg: &GuestDtbConfig<'_>) -> Result<Vec<u8>, D
                 chosen_written = true;
             }
         } else {
-            copy_subtree(&mut w, child)?;
+            copy_subtree(&mut w, child, cfg.disable)?;
         }
     }
     if !memory_written {
-        write_memory(&mut w, None, &reg, cfg.ram.first())?;
+        write_memory(&mut w, None, &reg, cfg.ram.first(), cfg.disable)?;
     }
     if !chosen_written {
         write_chosen(&mut w, None, cfg)?;
