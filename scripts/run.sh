@@ -134,9 +134,8 @@ fi
 
 case "$guest" in
     none) ;;
-    # Both arches run the Linux guest (guest_bundle_aarch64 / guest_bundle_x86_64 below).
+    # Both arches run the Linux guest and the test guest (guest_bundle below).
     linux) ;;
-    # Both arches run guests/testguest (guest_bundle_test_aarch64 / guest_bundle_test_x86_64 below).
     test) ;;
     *) die 2 "--guest '$guest': expected none, linux or test" ;;
 esac
@@ -175,56 +174,61 @@ hv_cmdline="guest=$guest${hv_args:+ $hv_args}"
 
 # ---- per-architecture QEMU command lines ----------------------------------
 
-# arm64 --guest linux: kernel (Image) + initramfs + command line go into one guest
-# bundle (scripts/mkbundle.py), passed as QEMU's -initrd: QEMU puts it at RAM base
-# + 128 MiB (0x4800_0000) and names it in /chosen linux,initrd-start/end, where hv
-# finds it. Defaults: guests/linux/build.sh --arch aarch64 (cached). --guest-cmd
+# ---- the guest bundle (both architectures) ------------------------------------
+# --guest linux: kernel + initramfs + command line go into one guest bundle
+# (scripts/mkbundle.py), passed to QEMU as -initrd. arm64: QEMU puts it in RAM and
+# names it in /chosen linux,initrd-start/end, where hv finds it. x86_64: QEMU's PVH
+# loader hands it to hv as module 0. Defaults: guests/linux/build.sh (cached), with
+# hvctl (guests/hvctl) in the initramfs at /bin/hvctl, rebuilt into
+# $cache_dir/ARCH-hvctl only when hvctl or the guest recipe changed. --guest-cmd
 # becomes hv.cmd=<base64> on the guest's command line (guests/linux/README.md).
-# Power-off: the guest's PSCI SYSTEM_OFF traps to hv, which powers off (status 0).
-# The guest's PSCI SYSTEM_RESET: hv resets the machine; on a terminal QEMU reboots
-# hv and the guest; otherwise -no-reboot ends QEMU and run.sh reports the reset as a
-# failure (the guest runs with panic=-1, so a guest panic ends the same way).
-# The default initramfs carries hvctl (/bin/hvctl, guests/hvctl): it is rebuilt
-# into $cache_dir/aarch64-hvctl only when hvctl or the guest recipe changed.
-guest_linux_aarch64() {
-    local out=$cache_dir/aarch64-hvctl hvctl
-    hvctl=$(guests/hvctl/build.sh aarch64) || die 4 "building hvctl failed (see above)"
+# --guest test: guests/testguest's image (an arm64 Image / an x86 bzImage, loaded
+# by hv like Linux) is the bundle's kernel, with no initramfs; testguest.expect=hv
+# makes a missing hv a failure; it ends with 'testguest: N passed, M failed'.
+guest_linux_build() {
+    local out=$cache_dir/$arch-hvctl hvctl
+    hvctl=$(guests/hvctl/build.sh "$arch") || die 4 "building hvctl failed (see above)"
     mkdir -p "$out"
     if [ ! -s "$out/built" ] || [ "$hvctl" -nt "$out/built" ] ||
         [ guests/linux/init -nt "$out/built" ] || [ guests/linux/build.sh -nt "$out/built" ]; then
-        guests/linux/build.sh --arch aarch64 --extra "$hvctl:/bin/hvctl" --out "$out" >"$out/built.new" ||
+        guests/linux/build.sh --arch "$arch" --extra "$hvctl:/bin/hvctl" --out "$out" >"$out/built.new" ||
             die 4 "building the Linux guest failed (see above)"
         mv "$out/built.new" "$out/built"
     fi
     cat "$out/built"
 }
 
-guest_bundle_aarch64() {
-    if [ -z "$kernel" ] || [ -z "$initrd" ]; then
-        local built
-        built=$(guest_linux_aarch64) || exit
-        [ -n "$kernel" ] || kernel=$(sed -n 's/^kernel=//p' <<<"$built")
-        [ -n "$initrd" ] || initrd=$(sed -n 's/^initrd=//p' <<<"$built")
-    fi
-    local append="console=ttyAMA0 panic=-1"
-    [ -z "$guest_cmd" ] || append+=" hv.cmd=$(printf '%s' "$guest_cmd" | base64 -w0)"
+# Writes $bundle for --guest linux|test; $1 is the guest's console device.
+guest_bundle() {
+    local console=$1 guest_kernel guest_initrd= append
+    case "$guest" in
+        linux)
+            if [ -z "$kernel" ] || [ -z "$initrd" ]; then
+                local built
+                built=$(guest_linux_build) || exit
+                [ -n "$kernel" ] || kernel=$(sed -n 's/^kernel=//p' <<<"$built")
+                [ -n "$initrd" ] || initrd=$(sed -n 's/^initrd=//p' <<<"$built")
+            fi
+            guest_kernel=$kernel guest_initrd=$initrd
+            append="console=$console panic=-1"
+            [ -z "$guest_cmd" ] || append+=" hv.cmd=$(printf '%s' "$guest_cmd" | base64 -w0)"
+            ;;
+        test)
+            guest_kernel=$(guests/testguest/build.sh "$arch") || die 4 "building the test guest failed (see above)"
+            append="testguest.expect=hv"
+            ;;
+        *) return ;;
+    esac
     bundle=$(mktemp "${TMPDIR:-/tmp}/hv-guest.XXXXXX")
-    python3 scripts/mkbundle.py --kernel "$kernel" --initrd "$initrd" --cmdline "$append" -o "$bundle" >/dev/null ||
-        die 4 "writing the guest bundle failed"
+    python3 scripts/mkbundle.py --kernel "$guest_kernel" ${guest_initrd:+--initrd "$guest_initrd"} \
+        --cmdline "$append" -o "$bundle" >/dev/null || die 4 "writing the guest bundle failed"
 }
 
-# arm64 --guest test: the test guest's Image (guests/testguest/build.sh aarch64) is
-# the bundle's kernel, with no initramfs; hv loads it as it loads Linux (guest=test).
-# testguest.expect=hv makes a missing hv a failure. It ends with
-# 'testguest: N passed, M failed' and powers off through PSCI SYSTEM_OFF (SMC).
-guest_bundle_test_aarch64() {
-    local image
-    image=$(guests/testguest/build.sh aarch64) || die 4 "building the test guest failed (see above)"
-    bundle=$(mktemp "${TMPDIR:-/tmp}/hv-guest.XXXXXX")
-    python3 scripts/mkbundle.py --kernel "$image" --cmdline "testguest.expect=hv" -o "$bundle" >/dev/null ||
-        die 4 "writing the guest bundle failed"
-}
-
+# arm64 power-off: the guest's PSCI SYSTEM_OFF traps to hv, which powers off
+# (status 0). The guest's PSCI SYSTEM_RESET: hv resets the machine; on a terminal
+# QEMU reboots hv and the guest; otherwise -no-reboot ends QEMU and run.sh reports
+# the reset as a failure (the guest runs with panic=-1, so a guest panic ends the
+# same way).
 qemu_aarch64() {
     qemu=(qemu-system-aarch64
         -M virt,virtualization=on,gic-version=3
@@ -233,63 +237,19 @@ qemu_aarch64() {
         -nic none
         # hv ends a failed boot with semihosting SYS_EXIT so QEMU's status is non-zero.
         -semihosting-config enable=on,target=native)
-    if [ "$guest" = linux ] || [ "$guest" = test ]; then
-        "guest_bundle_$([ "$guest" = test ] && echo test_)aarch64"
+    guest_bundle ttyAMA0
+    if [ -n "$bundle" ]; then
         qemu+=(-initrd "$bundle")
         [ "$interactive" = 1 ] || qemu+=(-no-reboot)
     fi
 }
 
-# x86_64 --guest linux: kernel (bzImage) + initramfs + command line go into one
-# guest bundle (scripts/mkbundle.py), which QEMU's PVH loader hands hv as module 0
-# (-initrd). Defaults: guests/linux/build.sh --arch x86_64. --guest-cmd becomes
-# hv.cmd=<base64> on the guest's command line (guests/linux/README.md).
-# Power-off with a guest: the guest's ACPI S5 write (PM1a_CNT, port 0x604 on q35,
-# read from the FADT) is intercepted by hv, which ends QEMU through isa-debug-exit
-# with the clean code (status 33 -> 0), the same scheme as without a guest. A guest
-# triple fault or reset request is logged by hv with the guest's state and ends
-# with 0x11 (status 35 -> 1); a reset hv does not see (QEMU status 0 under
-# -no-reboot) is a failure too.
-# The default initramfs carries hvctl (/bin/hvctl, guests/hvctl): it is rebuilt
-# into $cache_dir/x86_64-hvctl only when hvctl or the guest recipe changed.
-guest_linux_x86_64() {
-    local out=$cache_dir/x86_64-hvctl hvctl
-    hvctl=$(guests/hvctl/build.sh x86_64) || die 4 "building hvctl failed (see above)"
-    mkdir -p "$out"
-    if [ ! -s "$out/built" ] || [ "$hvctl" -nt "$out/built" ] ||
-        [ guests/linux/init -nt "$out/built" ] || [ guests/linux/build.sh -nt "$out/built" ]; then
-        guests/linux/build.sh --arch x86_64 --extra "$hvctl:/bin/hvctl" --out "$out" >"$out/built.new" ||
-            die 4 "building the Linux guest failed (see above)"
-        mv "$out/built.new" "$out/built"
-    fi
-    cat "$out/built"
-}
-
-guest_bundle_x86_64() {
-    if [ -z "$kernel" ] || [ -z "$initrd" ]; then
-        local built
-        built=$(guest_linux_x86_64) || exit
-        [ -n "$kernel" ] || kernel=$(sed -n 's/^kernel=//p' <<<"$built")
-        [ -n "$initrd" ] || initrd=$(sed -n 's/^initrd=//p' <<<"$built")
-    fi
-    local append="console=ttyS0 panic=-1"
-    [ -z "$guest_cmd" ] || append+=" hv.cmd=$(printf '%s' "$guest_cmd" | base64 -w0)"
-    bundle=$(mktemp "${TMPDIR:-/tmp}/hv-guest.XXXXXX")
-    python3 scripts/mkbundle.py --kernel "$kernel" --initrd "$initrd" --cmdline "$append" -o "$bundle" >/dev/null ||
-        die 4 "writing the guest bundle failed"
-}
-
-# x86_64 --guest test: the test guest's bzImage (guests/testguest/build.sh x86_64) is
-# the bundle's kernel, with no initramfs; testguest.expect=hv makes a missing hv a
-# failure. It ends with 'testguest: N passed, M failed' and powers off through ACPI S5.
-guest_bundle_test_x86_64() {
-    local image
-    image=$(guests/testguest/build.sh x86_64) || die 4 "building the test guest failed (see above)"
-    bundle=$(mktemp "${TMPDIR:-/tmp}/hv-guest.XXXXXX")
-    python3 scripts/mkbundle.py --kernel "$image" --cmdline "testguest.expect=hv" -o "$bundle" >/dev/null ||
-        die 4 "writing the guest bundle failed"
-}
-
+# x86_64 power-off with a guest: the guest's ACPI S5 write (PM1a_CNT, port 0x604
+# on q35, read from the FADT) is intercepted by hv, which ends QEMU through
+# isa-debug-exit with the clean code (status 33 -> 0), the same scheme as without
+# a guest. A guest triple fault or reset request is logged by hv with the guest's
+# state and ends with 0x11 (status 35 -> 1); a reset hv does not see (QEMU status
+# 0 under -no-reboot) is a failure too.
 qemu_x86_64() {
     # hv is an ELF with a PVH note: QEMU's -kernel enters it in 32-bit mode.
     # isa-debug-exit is how hv hands QEMU an exit status (see the top of this file).
@@ -299,13 +259,8 @@ qemu_x86_64() {
         -kernel "$image" -append "$hv_cmdline"
         -nic none -no-reboot
         -device isa-debug-exit,iobase=0xf4,iosize=0x04)
-    if [ "$guest" = linux ]; then
-        guest_bundle_x86_64
-        qemu+=(-initrd "$bundle")
-    elif [ "$guest" = test ]; then
-        guest_bundle_test_x86_64
-        qemu+=(-initrd "$bundle")
-    fi
+    guest_bundle ttyS0
+    [ -z "$bundle" ] || qemu+=(-initrd "$bundle")
     clean_exit_status=33
 }
 

@@ -318,8 +318,40 @@ fn build(p: &Platform) -> Result<Planted, Msg> {
     planted.lower_root = build_half(p, &lower, 0, false, &mut space, &mut planted)?;
     if let Some((upper, base)) = arch::upper_format() {
         planted.upper_root = Some(build_half(p, &upper, base, true, &mut space, &mut planted)?);
+    } else {
+        plant_kernel_half(&lower, planted.lower_root, &mut space, &mut planted)?;
     }
     Ok(planted)
+}
+
+/// One root serves both halves (x86): hv's `wx guest` judges only the kernel
+/// half, as Linux's check does, so that half gets its own W+X alias of the
+/// W+X page and a bad entry for the check to find.
+fn plant_kernel_half(format: &S1, root: u64, space: &mut Space, out: &mut Planted) -> Outcome {
+    let b = TableBuilder::with_root(format, PhysAddr(root));
+    let alias = arch::UPPER_HALF_START + out.wx_page;
+    b.map(space, alias, out.wx_page, PAGE, &normal(RWX))
+        .map_err(|e| Msg::new(format_args!("mapping the kernel-half W+X alias: {e}")))?;
+    let top = format.root_level();
+    let slot = top.entry_size();
+    let spare = space
+        .alloc_frames(1, PAGE)
+        .ok_or(Msg::new(format_args!("table pool exhausted")))?
+        .0;
+    let index = 256 + ROOT_RESERVED;
+    space
+        .write_u64(
+            entry_addr(root, index),
+            format.encode_table(top, spare) | arch::RESERVED_TABLE_BIT,
+        )
+        .map_err(|e| Msg::new(format_args!("planting: {e}")))?;
+    out.add(Plant {
+        kind: Kind::ReservedBits,
+        va: arch::UPPER_HALF_START + ROOT_RESERVED * slot,
+        size: slot,
+        upper: true,
+    });
+    Ok(())
 }
 
 /// What this guest's own walk of its tables found at each plant.
@@ -619,7 +651,8 @@ fn wx_guest(planted: &Planted) -> Outcome {
             .map(|(_, r)| r)
         {
             let addr = rest.get(..16).and_then(|h| u64::from_str_radix(h, 16).ok());
-            if addr == Some(wx) {
+            // x86 also maps the page at a kernel-half alias (plant_kernel_half).
+            if addr == Some(wx) || (arch::upper_format().is_none() && addr == Some(arch::UPPER_HALF_START + wx)) {
                 found_wx_page = true;
             } else {
                 other_wx = Some(addr.unwrap_or(u64::MAX));
@@ -643,9 +676,10 @@ fn wx_guest(planted: &Planted) -> Outcome {
     );
     ensure!(verdict_failed, "no 'Checked W+X mappings: FAILED' verdict line");
     ensure!(cannot_check > 0, "no 'Cannot check entry' line for the planted entries");
-    // The W+X page is in the lower half (arm64 TTBR0): judged when hv judged that half.
+    // arm64: the W+X page is in TTBR0's half, judged only when hv judged that
+    // half; x86: its kernel-half alias is always judged.
     ensure!(
-        found_wx_page || !lower_judged,
+        found_wx_page || (!lower_judged && arch::upper_format().is_some()),
         "the W+X page at {wx:#x} was not reported"
     );
     if let Some(a) = other_wx {
