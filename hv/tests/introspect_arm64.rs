@@ -97,7 +97,8 @@ impl Guest {
     }
 
     /// ptdump's own dump of both halves, read straight from guest RAM
-    /// (stage-2 is an identity map), with hv's markers.
+    /// (stage-2 is an identity map), with the markers hv must use: the
+    /// titles, and Linux 6.1's 48-bit layout after `Kernel Space`.
     fn reference(&self) -> String {
         let (lower, upper) = formats();
         let mut out = String::new();
@@ -107,15 +108,9 @@ impl Guest {
         let range1 = AddrRange::new(0xffff_0000_0000_0000, None).unwrap();
         let ram = &self.machine.ram;
         ptdump::arm64::dump(&mut out, &lower, ram, root0, range0, &[Marker::new(0, "User Space")]).unwrap();
-        ptdump::arm64::dump(
-            &mut out,
-            &upper,
-            ram,
-            root1,
-            range1,
-            &[Marker::new(range1.start, "Kernel Space")],
-        )
-        .unwrap();
+        let mut kernel_markers = vec![Marker::new(range1.start, "Kernel Space")];
+        kernel_markers.extend_from_slice(&ptdump::arm64::LINUX_6_1_VA48_MARKERS);
+        ptdump::arm64::dump(&mut out, &upper, ram, root1, range1, &kernel_markers).unwrap();
         out
     }
 }
@@ -132,6 +127,23 @@ fn ptdump_guest_dumps_ttbr0_then_ttbr1_with_markers() {
     let user_text = out.find("0x0000000000400000-0x0000000000402000").unwrap();
     let ktext = out.find("0xffff800008000000-0xffff800008010000").unwrap();
     assert!(user < user_text && user_text < kernel && kernel < ktext, "{out}");
+    // Linux 6.1's 48-bit VA layout (memory.h): the areas start where Linux's
+    // markers say, checked here against the addresses, not ptdump's table.
+    let sections = [
+        "---[ Kernel Space ]---\n---[ Linear Mapping start ]---\n0xffff000000000000-",
+        "\n---[ Linear Mapping end ]---\n---[ Modules start ]---\n0xffff800000000000-0xffff800008000000 ",
+        "\n---[ Modules end ]---\n---[ vmalloc() area ]---\n0xffff800008000000-",
+        "-0xfffffbfff0000000   129498880M PGD\n---[ vmalloc() end ]---\n0xfffffbfff0000000-",
+        "\n---[ Fixmap end ]---\n0xfffffbfffe000000-",
+        "\n---[ PCI I/O start ]---\n0xfffffbfffe800000-0xfffffbffff800000          16M PGD\n---[ PCI I/O end ]---\n",
+        "\n---[ vmemmap start ]---\n0xfffffc0000000000-0xfffffe0000000000           2T PGD\n---[ vmemmap end ]---\n",
+    ];
+    let mut at = 0;
+    for section in sections {
+        let found = out[at..].find(section);
+        assert!(found.is_some(), "missing (or out of order) {section:?} in\n{out}");
+        at += found.unwrap();
+    }
     // Flags decoded with the guest's MAIR (attr1 Normal, attr0 Device-nGnRE).
     let expect = [
         // User text: EL0-executable, never EL1-executable (PXN), as Linux maps it.
@@ -172,9 +184,13 @@ fn a_partial_range_dumps_only_the_halves_it_meets() {
     let guest = linux_like(&[]);
     let (verdict, out) = guest.run("ptdump guest 0xffff800008000000 0xffff800008020000");
     assert_eq!(verdict, Verdict::Ok);
-    assert!(out.starts_with("---[ Kernel Space ]---\n"), "{out}");
+    // The title, then the marker of the region the range starts in.
+    assert!(
+        out.starts_with("---[ Kernel Space ]---\n---[ vmalloc() area ]---\n0xffff800008000000-"),
+        "{out}"
+    );
     assert!(!out.contains("User Space"), "{out}");
-    assert_eq!(out.lines().count(), 4, "{out}");
+    assert_eq!(out.lines().count(), 5, "{out}");
 
     let (verdict, out) = guest.run("ptdump guest 0x1000000000000 0xffff000000000000");
     assert_eq!(verdict, Verdict::Failed);
@@ -182,6 +198,41 @@ fn a_partial_range_dumps_only_the_halves_it_meets() {
         out,
         "hv: ptdump guest: the range lies outside the tables' address range \
          0x0000000000000000-0x0000ffffffffffff and 0xffff000000000000-0xffffffffffffffff\n"
+    );
+}
+
+#[test]
+fn only_a_48_bit_ttbr1_gets_linux_6_1_markers() {
+    let regs = Arm64GuestRegs {
+        sctlr_el1: 1,
+        tcr_el1: TCR_48_4K,
+        ..Arm64GuestRegs::default()
+    };
+    let names = |regs: &Arm64GuestRegs, part: usize| -> Vec<&'static str> {
+        GuestStage1::arm64(regs).unwrap().parts[part]
+            .markers()
+            .iter()
+            .map(|m| m.name)
+            .collect()
+    };
+    assert_eq!(names(&regs, 0), ["User Space"]);
+    let kernel = names(&regs, 1);
+    assert_eq!(kernel.len(), 12);
+    assert_eq!(kernel[..2], ["Kernel Space", "Linear Mapping start"]);
+    assert_eq!(kernel[11], "vmemmap end");
+    let markers = GuestStage1::arm64(&regs).unwrap().parts[1].markers().to_vec();
+    assert!(markers.windows(2).all(|w| w[0].addr <= w[1].addr));
+    assert!(markers.iter().all(|m| m.max_lines().is_none()));
+
+    // T1SZ = 25: a 39-bit TTBR1, where Linux's areas lie elsewhere.
+    let va39 = Arm64GuestRegs {
+        tcr_el1: 16 | (25 << 16) | (0b10 << 30),
+        ..regs
+    };
+    let stage1 = GuestStage1::arm64(&va39).unwrap();
+    assert_eq!(
+        stage1.parts[1].markers(),
+        [Marker::new(0xffff_ff80_0000_0000, "Kernel Space")]
     );
 }
 

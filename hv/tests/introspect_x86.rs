@@ -3,12 +3,14 @@
 
 mod introspect_common;
 
-use hv::console::{TableFormat, Verdict};
+use hv::console::job::SLICE_TABLES;
+use hv::console::session::{OUTPUT_CAP, TRUNCATED_LINE};
+use hv::console::{ConsoleTarget, Job, StepOutcome, TableFormat, Verdict};
 use hv::introspect::{GuestStage1, X86GuestRegs};
 use introspect_common::*;
 use mm::TableBuilder;
 use pagewalk::x86::{Npt, X86_64};
-use pagewalk::{Access, AddrRange, MapAttrs, MemType};
+use pagewalk::{Access, AddrRange, MapAttrs, MemType, TableMemory};
 use ptdump::Marker;
 
 const PHYS_BITS: u32 = 40;
@@ -122,12 +124,14 @@ fn ptdump_guest_dumps_both_halves_with_linux_markers() {
     let (verdict, out) = guest.run("ptdump guest");
     assert_eq!(verdict, Verdict::Ok, "{out}");
 
-    // ptdump's own x86 dump of the whole CR3 tree, straight from guest RAM.
+    // ptdump's own x86 dump of the whole CR3 tree, straight from guest RAM,
+    // with the titles and Linux's fixed kernel-half markers.
     let mut reference = String::new();
-    let markers = [
+    let mut markers = vec![
         Marker::new(0, "User Space"),
         Marker::new(0xffff_8000_0000_0000, "Kernel Space"),
     ];
+    markers.extend_from_slice(&ptdump::x86::LINUX_KERNEL_MARKERS_4_LEVEL);
     let root = guest.regs.cr3 & !0xfff;
     ptdump::x86::dump(
         &mut reference,
@@ -139,6 +143,33 @@ fn ptdump_guest_dumps_both_halves_with_linux_markers() {
     )
     .unwrap();
     assert_eq!(out, reference);
+
+    // Linux 6.1's fixed addresses (pgtable_64_types.h), checked against the
+    // numbers rather than ptdump's table: LDT remap at PGD entry -240, the
+    // CPU entry area at P4D entry -4, ESPfix at -2, EFI at -68 GiB, then
+    // __START_KERNEL_map, MODULES_VADDR and MODULES_END.
+    let sections = [
+        "\n---[ Kernel Space ]---\n0xffff800000000000-0xffff880000000000 ",
+        "\n---[ LDT remap ]---\n0xffff880000000000-0xffff888000000000 ",
+        "\n---[ Low Kernel Mapping, vmalloc() Area, Vmemmap (KASLR bases) ]---\n0xffff888000000000-",
+        "-0xfffffe0000000000 ",
+        "\n---[ CPU entry Area ]---\n0xfffffe0000000000-0xffffff0000000000 ",
+        "\n---[ ESPfix Area ]---\n0xffffff0000000000-0xffffff8000000000 ",
+        "-0xffffffef00000000 ",
+        "\n---[ EFI Runtime Services ]---\n0xffffffef00000000-",
+        "-0xffffffff80000000 ",
+        "\n---[ High Kernel Mapping ]---\n0xffffffff80000000-",
+        "-0xffffffffc0000000 ",
+        "\n---[ Modules ]---\n0xffffffffc0000000-",
+        "-0xffffffffff000000 ",
+        "\n---[ End Modules ]---\n0xffffffffff000000-",
+    ];
+    let mut at = 0;
+    for section in sections {
+        let found = out[at..].find(section);
+        assert!(found.is_some(), "missing (or out of order) {section:?} in\n{out}");
+        at += found.unwrap();
+    }
 
     assert!(out.starts_with("---[ User Space ]---\n"), "{out}");
     let expect = [
@@ -301,6 +332,23 @@ fn five_level_paging_moves_the_kernel_half() {
         .find("0xff11000000000000-0xff11000000001000           4K     RW")
         .unwrap();
     assert!(user < marker && marker < kernel, "{out}");
+    // 5-level: the LDT remap is PGD entry -240 of the 5-level root, so it and
+    // the lowest possible PAGE_OFFSET (__PAGE_OFFSET_BASE_L5) move; the areas
+    // from the CPU entry area up are P4D entries and stay where they are.
+    let sections = [
+        "\n---[ LDT remap ]---\n0xff10000000000000-0xff11000000000000 ",
+        "\n---[ Low Kernel Mapping, vmalloc() Area, Vmemmap (KASLR bases) ]---\n\
+         0xff11000000000000-0xff11000000001000           4K     RW",
+        "\n---[ CPU entry Area ]---\n0xfffffe0000000000-",
+        "\n---[ ESPfix Area ]---\n0xffffff0000000000-",
+        "\n---[ End Modules ]---\n0xffffffffff000000-0x0000000000000000 ",
+    ];
+    let mut at = 0;
+    for section in sections {
+        let found = out[at..].find(section);
+        assert!(found.is_some(), "missing (or out of order) {section:?} in\n{out}");
+        at += found.unwrap();
+    }
     let (verdict, out) = guest.run("wx guest");
     assert_eq!(verdict, Verdict::Ok, "{out}");
     assert!(out.starts_with(
@@ -323,4 +371,189 @@ fn info_shows_the_root_and_the_guest_pat() {
         out.contains("  guest PAT        0x0407050600070106: WB WC UC- UC WB WP UC- WT\n"),
         "{out}"
     );
+}
+
+/// x86 table entry bits, as Linux's espfix code writes them.
+const P: u64 = 1;
+const TABLE: u64 = 0x63; // _KERNPG_TABLE: present, RW, accessed, dirty
+const ACCESSED_DIRTY: u64 = 0x60;
+const GLOBAL: u64 = 1 << 8;
+const NX: u64 = 1 << 63;
+const ESPFIX_PGD_INDEX: u64 = 510;
+
+/// Plants Linux's ESPfix area (arch/x86/kernel/espfix_64.c, a guest with up
+/// to 64 CPUs) in PGD entry -2 of a 4-level guest: the first 4 PUD entries
+/// (ESPFIX_PUD_CLONES) share one PMD table, whose 512 entries
+/// (ESPFIX_PMD_CLONES) share one PTE table, whose entries `first_pte`,
+/// `first_pte + stride`, ... map the one read-only espfix stack page
+/// (Linux: stride 16, ESPFIX_PTE_CLONES = 32).
+fn plant_espfix(guest: &mut Guest, first_pte: u64, stride: u64) {
+    let m = &mut guest.machine;
+    let (pud, pmd, pte, stack) = (m.guest_page(), m.guest_page(), m.guest_page(), m.guest_page());
+    let root = guest.regs.cr3 & !0xfff;
+    m.poke(root + 8 * ESPFIX_PGD_INDEX, pud | TABLE);
+    for i in 0..4 {
+        m.poke(pud + 8 * i, pmd | TABLE);
+    }
+    for i in 0..512 {
+        m.poke(pmd + 8 * i, pte | TABLE);
+    }
+    for i in (first_pte..512).step_by(stride as usize) {
+        m.poke(pte + 8 * i, stack | P | ACCESSED_DIRTY | GLOBAL | NX);
+    }
+}
+
+/// `ptdump::x86::dump` of the whole CR3 tree straight from guest RAM, with
+/// the kernel half's markers as hv builds them (`capped`) or with the ESPfix
+/// cap removed.
+fn direct_dump(guest: &Guest, capped: bool) -> String {
+    let stage1 = GuestStage1::x86(&guest.regs, PHYS_BITS).unwrap();
+    let mut markers: Vec<Marker<'static>> = stage1.parts[0].markers().to_vec();
+    for m in stage1.parts[1].markers() {
+        markers.push(if capped { *m } else { Marker::new(m.addr, m.name) });
+    }
+    let mut out = String::new();
+    let root = guest.regs.cr3 & !0xfff;
+    ptdump::x86::dump(
+        &mut out,
+        &format(4, true),
+        &guest.machine.ram,
+        root,
+        AddrRange::ALL,
+        &markers,
+    )
+    .unwrap();
+    out
+}
+
+/// The lines of `out` from the ESPfix marker (excluded) to the next marker (excluded).
+fn espfix_section(out: &str) -> Vec<&str> {
+    out.lines()
+        .skip_while(|l| *l != "---[ ESPfix Area ]---")
+        .skip(1)
+        .take_while(|l| !l.starts_with("---["))
+        .collect()
+}
+
+/// One command with a given table budget per step (small budgets cut the
+/// dump into many slices).
+fn run_sliced(target: &dyn ConsoleTarget, line: &str, budget: u64) -> (Verdict, String) {
+    let mut job = Job::new(target, line);
+    let mut out = String::new();
+    loop {
+        if let StepOutcome::Done(verdict) = job.step(target, &mut out, budget).unwrap() {
+            return (verdict, out);
+        }
+    }
+}
+
+#[test]
+fn the_espfix_area_is_capped_at_16_lines_as_linux_caps_it() {
+    let mut guest = linux_like(&[], true);
+    plant_espfix(&mut guest, 5, 16);
+
+    // Uncapped: every PTE table is 32 pages, each followed by a hole (the
+    // last one joined to the next table's leading hole): 64 lines per table,
+    // 2048 tables (4 PUD x 512 PMD entries), the first table's leading hole,
+    // and the PUD-level holes of the rest of the area; ~12 MiB of text.
+    let uncapped = direct_dump(&guest, false);
+    let section = espfix_section(&uncapped);
+    assert_eq!(section.len(), 1 + 2048 * 64 + 1);
+    assert!(uncapped.len() > OUTPUT_CAP * 8, "{} bytes", uncapped.len());
+    assert_eq!(
+        section[..3],
+        [
+            "0xffffff0000000000-0xffffff0000005000          20K                               pte",
+            "0xffffff0000005000-0xffffff0000006000           4K     ro                 GLB NX pte",
+            "0xffffff0000006000-0xffffff0000015000          60K                               pte",
+        ]
+    );
+
+    // Capped: Linux's first 16 lines, then its skip line (trailing blank
+    // included) before the next marker; everything else unchanged.
+    let skipped = section.len() - 16;
+    let mut expect = String::new();
+    let mut in_espfix = false;
+    let mut kept = 0;
+    for line in uncapped.lines() {
+        if line.starts_with("---[") {
+            if in_espfix {
+                expect.push_str(&format!("... {skipped} entries skipped ... \n"));
+            }
+            in_espfix = line == "---[ ESPfix Area ]---";
+        } else if in_espfix {
+            kept += 1;
+            if kept > 16 {
+                continue;
+            }
+        }
+        expect.push_str(line);
+        expect.push('\n');
+    }
+    assert_eq!(skipped, 131_058);
+    assert_eq!(direct_dump(&guest, true), expect);
+
+    let (verdict, out) = guest.run("ptdump guest");
+    assert_eq!(verdict, Verdict::Ok);
+    assert_eq!(out, expect);
+    assert!(out.contains("\n... 131058 entries skipped ... \n---[ EFI Runtime Services ]---\n"));
+    assert!(out.len() < 8 * 1024, "{} bytes", out.len());
+
+    // Through hypercall sessions (1 MiB output cap): complete, not truncated.
+    guest.with(guest.regs, |t, host| {
+        let (verdict, text, worst, _) = run_in_calls(t, host, "ptdump guest");
+        assert_eq!(verdict, Verdict::Ok);
+        assert_eq!(text, expect);
+        assert!(!text.contains(TRUNCATED_LINE));
+        assert!(worst <= MAX_READS_PER_CALL);
+        assert_eq!(host.hv_reads.get(), 0);
+    });
+}
+
+#[test]
+fn the_cap_counts_lines_joined_across_slice_boundaries_once() {
+    // One page per PTE table: 2 lines a table, so the smallest slices (a few
+    // tables each) cut the first 16 lines of the area, and each cut falls in
+    // a hole that the console joins with the next slice's first hole.
+    let mut guest = linux_like(&[], true);
+    plant_espfix(&mut guest, 5, 512);
+    let whole = direct_dump(&guest, true);
+    assert!(
+        whole.contains("\n... 4082 entries skipped ... \n---[ EFI Runtime Services ]---\n"),
+        "{whole}"
+    );
+    assert_eq!(espfix_section(&whole).len(), 17);
+    for budget in [1, 7, SLICE_TABLES] {
+        let (verdict, out) = guest.with(guest.regs, |t, _| run_sliced(t, "ptdump guest", budget));
+        assert_eq!(verdict, Verdict::Ok);
+        assert_eq!(out, whole, "budget {budget}");
+    }
+}
+
+#[test]
+fn a_bad_entry_in_a_capped_area_is_always_printed() {
+    let mut guest = linux_like(&[], true);
+    plant_espfix(&mut guest, 5, 16);
+    // A PUD entry past the clones with reserved bits set (bit 51 with 40-bit
+    // physical addresses): the walker reports it bad, far past line 16.
+    let root = guest.regs.cr3 & !0xfff;
+    let pud = guest.machine.ram.read_u64(root + 8 * ESPFIX_PGD_INDEX).unwrap() & !0xfff;
+    guest.machine.poke(pud + 8 * 100, (1 << 51) | TABLE);
+    let (verdict, out) = guest.run("ptdump guest");
+    assert_eq!(verdict, Verdict::Ok, "{out}");
+    let section = espfix_section(&out);
+    // 16 lines, the skip line of the stretch before the bad entry, the bad
+    // entry, then the skip line of the rest (Linux has no bad lines; hv
+    // never hides one, and each skip line counts one contiguous stretch).
+    assert_eq!(section.len(), 16 + 3, "{out}");
+    // The ESPfix lines and the PUD holes up to the bad entry...
+    assert_eq!(section[16], "... 131058 entries skipped ... ");
+    assert!(
+        section[17].starts_with("0xffffff1900000000-0xffffff1940000000           1G pud BAD "),
+        "{}",
+        section[17]
+    );
+    // ...and the PUD holes after it (Linux's singular form).
+    assert_eq!(section[18], "... 1 entry skipped ... ");
+    assert_eq!(out, direct_dump(&guest, true));
 }

@@ -8,7 +8,7 @@ use pagewalk::{
     Level, TableMemory, Visitor, WalkLimits,
 };
 
-use crate::{DumpStats, Marker, WxReport};
+use crate::{DumpStats, LineCap, Marker, WxReport};
 
 const PAGE_SIZE: u128 = 4096;
 
@@ -283,6 +283,13 @@ impl<'a, W: Write + ?Sized> TrimWriter<'a, W> {
         TrimWriter { out, pending_blanks: 0 }
     }
 
+    /// The writer underneath, for text whose blanks must stay (Linux's skip
+    /// line ends in one). Only between lines: no blank is pending there.
+    fn inner(&mut self) -> &mut W {
+        debug_assert_eq!(self.pending_blanks, 0);
+        self.out
+    }
+
     fn emit_blanks(&mut self) -> fmt::Result {
         const BLANKS: &str = "                                ";
         while self.pending_blanks > 0 {
@@ -382,6 +389,8 @@ struct Dumper<'o, 'm, W: Write + ?Sized> {
     last_end: u128,
     run: Option<Run>,
     print_lines: bool,
+    /// The line cap of the section being printed.
+    cap: LineCap,
     wx: Option<(WxCheck, WxState)>,
     stats: DumpStats,
     write_failed: bool,
@@ -392,7 +401,7 @@ impl<W: Write + ?Sized> Dumper<'_, '_, W> {
         if !self.started {
             self.started = true;
             if let Some(first) = self.markers.first() {
-                self.print_marker(first.name)?;
+                self.print_marker(first)?;
                 self.next_marker = 1;
             }
         }
@@ -410,7 +419,7 @@ impl<W: Write + ?Sized> Dumper<'_, '_, W> {
                 start = marker.addr;
             }
             self.flush()?;
-            self.print_marker(marker.name)?;
+            self.print_marker(marker)?;
             self.next_marker += 1;
         }
         self.last_end = piece.end;
@@ -435,8 +444,20 @@ impl<W: Write + ?Sized> Dumper<'_, '_, W> {
             return Ok(());
         };
         if self.print_lines {
-            self.write_line(&run)?;
-            self.stats.lines += 1;
+            let print = match run.what {
+                // A diagnostic: never held back, and not counted against the cap.
+                What::Bad { .. } => {
+                    self.cap.write_skipped(self.out.inner())?;
+                    true
+                }
+                What::Hole { .. } | What::Leaf { .. } => self.cap.admit(),
+            };
+            if print {
+                self.write_line(&run)?;
+                self.stats.lines += 1;
+            } else {
+                self.stats.skipped += 1;
+            }
         }
         if self.wx.is_some() {
             self.judge_wx(&run)?;
@@ -459,9 +480,13 @@ impl<W: Write + ?Sized> Dumper<'_, '_, W> {
         w.write_char('\n')
     }
 
-    fn print_marker(&mut self, name: &str) -> fmt::Result {
+    /// Ends the current section (its skip line, if it held lines back) and
+    /// opens `marker`'s.
+    fn print_marker(&mut self, marker: &Marker<'_>) -> fmt::Result {
+        self.cap.write_skipped(self.out.inner())?;
+        self.cap = LineCap::new(marker.max_lines());
         self.stats.markers += 1;
-        writeln!(self.out, "---[ {name} ]---")
+        writeln!(self.out, "---[ {} ]---", marker.name)
     }
 
     /// Linux's `note_prot_uxn` / `note_prot_wx` (arm64) and `note_wx` (x86),
@@ -529,10 +554,12 @@ impl<W: Write + ?Sized> Dumper<'_, '_, W> {
             if u128::from(marker.addr) > self.last_end {
                 break;
             }
-            self.print_marker(marker.name)?;
+            self.print_marker(marker)?;
             self.next_marker += 1;
         }
-        Ok(())
+        // The end of the dump ends the last section too (Linux, whose last
+        // section is never capped, has nothing to say here).
+        self.cap.write_skipped(self.out.inner())
     }
 
     fn step(&mut self, result: fmt::Result) -> Flow {
@@ -628,6 +655,7 @@ where
         last_end: 0,
         run: None,
         print_lines,
+        cap: LineCap::new(None),
         wx,
         stats: DumpStats::default(),
         write_failed: false,

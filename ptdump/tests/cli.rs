@@ -92,6 +92,7 @@ fn aarch64_dump_and_failed_wx_check() {
         &format!(
             "\
 ---[ TTBR1 root {root:#x} ]---
+---[ Linear Mapping start ]---
 0xffff000000000000-0xffff000000200000           2M PMD       RW NX SHD AF        BLK UXN    MEM/NORMAL
 0xffff000000200000-0xffff000000202000           8K PTE       RW x  SHD AF            UXN    MEM/NORMAL
 0xffff000000202000-0xffff000000400000        2040K PTE
@@ -128,6 +129,8 @@ fn x86_64_dump_and_passed_wx_check() {
         &out,
         "\
 ---[ Kernel Space ]---
+---[ ESPfix Area ]---
+---[ High Kernel Mapping ]---
 0xffffffff80000000-0xffffffff80200000           2M     ro         PSE     GLB x  pmd
 x86/mm: Checked W+X mappings: passed, no W+X pages found.",
     );

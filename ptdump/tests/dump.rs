@@ -375,3 +375,80 @@ fn write_errors_stop_the_dump() {
     let mut out = Full(0);
     assert!(ptdump::arm64::check_wx(&mut out, &format, &arena, root, AddrRange::ALL).is_err());
 }
+
+/// 512 GiB, one x86 PML4 slot.
+const SLOT: u64 = 1 << 39;
+
+#[test]
+fn capped_sections_hold_lines_back_but_never_bad_entries() {
+    let format = X86_64::four_level();
+    let mut arena = arena();
+    let root = mm::TableBuilder::new(&format, &mut arena).unwrap().root().0;
+    // One page in slots 0, 1, 2, 4 and 7: five lines a slot (hole, page,
+    // hole, PMD holes, PUD holes); slot 3 is a bad PML4 entry (PS reserved).
+    for slot in [0, 1, 2, 4, 7] {
+        map(
+            &format,
+            &mut arena,
+            root,
+            slot * SLOT + 0x1000,
+            0x10_0000,
+            0x1000,
+            &ro(),
+        );
+    }
+    arena.write_u64(root + 3 * 8, x::PRESENT | x::PSE).unwrap();
+    let markers = [
+        Marker::capped(0, "capped", 3),
+        Marker::new(5 * SLOT, "next"),
+        Marker::capped(6 * SLOT, "capped to the end", 1),
+    ];
+    let mut out = String::new();
+    let stats = ptdump::x86::dump(&mut out, &format, &arena, root, range(0, Some(8 * SLOT)), &markers).unwrap();
+    assert_eq!(
+        out,
+        "\
+---[ capped ]---
+0x0000000000000000-0x0000000000001000           4K                               pte
+0x0000000000001000-0x0000000000002000           4K     ro                 GLB NX pte
+0x0000000000002000-0x0000000000200000        2040K                               pte
+... 12 entries skipped ... \n\
+0x0000018000000000-0x0000020000000000         512G pgd BAD reserved bits set (0x80) raw=0x0000000000000081
+... 5 entries skipped ... \n\
+---[ next ]---
+0x0000028000000000-0x0000030000000000         512G                               pgd
+---[ capped to the end ]---
+0x0000030000000000-0x0000038000000000         512G                               pgd
+... 5 entries skipped ... \n"
+    );
+    assert_eq!(
+        (stats.lines, stats.skipped, stats.bad_entries, stats.markers),
+        (3 + 1 + 1 + 1, 12 + 5 + 5, 1, 3)
+    );
+}
+
+#[test]
+fn line_cap_counts_as_linux_does() {
+    let mut cap = ptdump::LineCap::new(Some(2));
+    assert_eq!(
+        [cap.admit(), cap.admit(), cap.admit(), cap.admit()],
+        [true, true, false, false]
+    );
+    assert_eq!(cap.pending(), 2);
+    let mut out = String::new();
+    cap.write_skipped(&mut out).unwrap();
+    cap.write_skipped(&mut out).unwrap();
+    assert_eq!(out, "... 2 entries skipped ... \n");
+    assert!(!cap.admit());
+    cap.write_skipped(&mut out).unwrap();
+    assert_eq!(out, "... 2 entries skipped ... \n... 1 entry skipped ... \n");
+
+    // No cap, and a cap of 0 (the section prints no line).
+    let mut open = ptdump::LineCap::new(None);
+    assert!((0..100_000).all(|_| open.admit()));
+    assert_eq!(open.pending(), 0);
+    let mut closed = ptdump::LineCap::new(Some(0));
+    assert!(!closed.admit());
+    assert_eq!(Marker::capped(0, "a", 0).max_lines(), Some(0));
+    assert_eq!(Marker::new(0, "a").max_lines(), None);
+}

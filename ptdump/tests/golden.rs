@@ -302,3 +302,84 @@ fn stage2_tables_reproduce_kvm_lines() {
     assert_lines_in_order(&out, STAGE2_LINUX_LINES);
     assert_eq!((stats.lines, stats.leaves), (9, 10));
 }
+
+/// An ESPfix-like x86 area: ten read-only pages, 16 pages apart from the
+/// sixth page on, as Linux's espfix code maps its stack page.
+fn espfix_like_x86_tables() -> (X86_64, mm::Arena, u64) {
+    let format = X86_64::four_level();
+    let mut arena = arena();
+    let root = mm::TableBuilder::new(&format, &mut arena).unwrap().root().0;
+    let ro = MapAttrs::new(Access::READ, MemType::Normal);
+    for i in 0..10 {
+        let va = ptdump::x86::ESPFIX_BASE_ADDR + (5 + 16 * i) * 0x1000;
+        map(&format, &mut arena, root, va, 0x10_0000, 0x1000, &ro);
+    }
+    (format, arena, root)
+}
+
+fn dump_espfix_like(max_lines: u32) -> (String, ptdump::DumpStats) {
+    let (format, arena, root) = espfix_like_x86_tables();
+    let markers = [
+        Marker::capped(ptdump::x86::ESPFIX_BASE_ADDR, "ESPfix Area", max_lines),
+        Marker::new(ptdump::x86::EFI_VA_END, "EFI Runtime Services"),
+    ];
+    let range = range(ptdump::x86::ESPFIX_BASE_ADDR, Some(0xffff_fff0_0000_0000));
+    let mut out = String::new();
+    let stats = ptdump::x86::dump(&mut out, &format, &arena, root, range, &markers).unwrap();
+    (out, stats)
+}
+
+/// Linux's `note_page` (arch/x86/mm/dump_pagetables.c) prints the first
+/// `max_lines` lines of a capped section and, when the next marker is
+/// reached, `"... %lu entr%s skipped ... \n"` with "y" or "ies".
+#[test]
+fn x86_capped_section_ends_with_linux_skip_line() {
+    let (out, stats) = dump_espfix_like(ptdump::x86::ESPFIX_MAX_LINES);
+    assert_eq!(
+        out,
+        "\
+---[ ESPfix Area ]---
+0xffffff0000000000-0xffffff0000005000          20K                               pte
+0xffffff0000005000-0xffffff0000006000           4K     ro                 GLB NX pte
+0xffffff0000006000-0xffffff0000015000          60K                               pte
+0xffffff0000015000-0xffffff0000016000           4K     ro                 GLB NX pte
+0xffffff0000016000-0xffffff0000025000          60K                               pte
+0xffffff0000025000-0xffffff0000026000           4K     ro                 GLB NX pte
+0xffffff0000026000-0xffffff0000035000          60K                               pte
+0xffffff0000035000-0xffffff0000036000           4K     ro                 GLB NX pte
+0xffffff0000036000-0xffffff0000045000          60K                               pte
+0xffffff0000045000-0xffffff0000046000           4K     ro                 GLB NX pte
+0xffffff0000046000-0xffffff0000055000          60K                               pte
+0xffffff0000055000-0xffffff0000056000           4K     ro                 GLB NX pte
+0xffffff0000056000-0xffffff0000065000          60K                               pte
+0xffffff0000065000-0xffffff0000066000           4K     ro                 GLB NX pte
+0xffffff0000066000-0xffffff0000075000          60K                               pte
+0xffffff0000075000-0xffffff0000076000           4K     ro                 GLB NX pte
+... 8 entries skipped ... \n---[ EFI Runtime Services ]---
+0xffffffef00000000-0xfffffff000000000           4G                               pgd
+"
+    );
+    assert_eq!((stats.lines, stats.skipped, stats.markers), (17, 8, 2));
+
+    // One line over the cap: Linux's singular.
+    let (out, stats) = dump_espfix_like(23);
+    assert!(
+        out.contains("pud\n... 1 entry skipped ... \n---[ EFI Runtime Services ]---\n"),
+        "{out}"
+    );
+    assert_eq!((stats.lines, stats.skipped), (24, 1));
+
+    // At the cap exactly, or uncapped: every line, no skip line.
+    let (at_cap, stats) = dump_espfix_like(24);
+    assert!(!at_cap.contains("skipped"), "{at_cap}");
+    assert_eq!((stats.lines, stats.skipped), (25, 0));
+    let (format, arena, root) = espfix_like_x86_tables();
+    let mut uncapped = String::new();
+    let markers = [
+        Marker::new(ptdump::x86::ESPFIX_BASE_ADDR, "ESPfix Area"),
+        Marker::new(ptdump::x86::EFI_VA_END, "EFI Runtime Services"),
+    ];
+    let r = range(ptdump::x86::ESPFIX_BASE_ADDR, Some(0xffff_fff0_0000_0000));
+    ptdump::x86::dump(&mut uncapped, &format, &arena, root, r, &markers).unwrap();
+    assert_eq!(at_cap, uncapped);
+}

@@ -12,7 +12,9 @@
 //! passed through a line merger that holds back the last range line of each
 //! slice and joins it with the first line of the next when the two are
 //! contiguous and print the same attributes, so the sliced output is the
-//! output of one whole dump.
+//! output of one whole dump. For the same reason a capped marker's line cap
+//! ([`ptdump::Marker::capped`]) is applied there, on the joined lines, with
+//! ptdump's own [`LineCap`]: ptdump itself dumps each slice uncapped.
 
 use alloc::boxed::Box;
 use alloc::format;
@@ -21,7 +23,7 @@ use alloc::vec::Vec;
 use core::fmt::{self, Write};
 
 use pagewalk::{walk_with, AddrRange, Flow, Format, Leaf, TableVisit, Visitor, WalkLimits};
-use ptdump::{DumpStats, Marker, WxOptions};
+use ptdump::{DumpStats, LineCap, Marker, WxOptions};
 
 use super::{
     parse, Command, ConsoleTarget, ParseError, TableFormat, TableView, Tables, UserRange, Verdict, Views, HELP,
@@ -241,6 +243,7 @@ fn check_wx(tables: Tables, views: &Views<'_>, out: &mut dyn Write) -> Result<Ve
 struct PendingMarker {
     pos: u128,
     name: String,
+    max_lines: Option<u32>,
 }
 
 struct DumpJob {
@@ -406,15 +409,17 @@ impl Plan {
                 markers.push(PendingMarker {
                     pos,
                     name: m.name.into(),
+                    max_lines: m.max_lines(),
                 });
             }
         }
+        let caps = markers.iter().map(|m| m.max_lines).collect();
         Ok(Plan {
             cursor: start,
             end,
             markers,
             next_marker: 0,
-            merger: LineMerger::new(view.format.sizes_in_kib()),
+            merger: LineMerger::new(view.format.sizes_in_kib(), caps),
             tables_walked: 0,
             max_tables,
             walked_before: 0,
@@ -482,10 +487,10 @@ impl Plan {
             if m.pos > last_end {
                 break;
             }
-            writeln!(out, "---[ {} ]---", m.name)?;
+            self.merger.line(&format!("---[ {} ]---", m.name), out)?;
             self.next_marker += 1;
         }
-        Ok(())
+        self.merger.end_section(out)
     }
 }
 
@@ -583,6 +588,11 @@ struct LineMerger {
     at_boundary: bool,
     /// End of the last range line passed on or held.
     last_end: Option<u128>,
+    /// The line cap of each marker, in print order, and how many markers
+    /// were printed: the section being printed is the last one's.
+    caps: Vec<Option<u32>>,
+    markers_seen: usize,
+    cap: LineCap,
 }
 
 /// A ptdump range line: `0x<start>-0x<end>   <size> <rest>`.
@@ -625,13 +635,16 @@ fn size_column(bytes: u128, in_kib: bool) -> (u128, char) {
 }
 
 impl LineMerger {
-    fn new(sizes_in_kib: bool) -> LineMerger {
+    fn new(sizes_in_kib: bool, caps: Vec<Option<u32>>) -> LineMerger {
         LineMerger {
             sizes_in_kib,
             partial: String::new(),
             held: None,
             at_boundary: false,
             last_end: None,
+            caps,
+            markers_seen: 0,
+            cap: LineCap::new(None),
         }
     }
 
@@ -643,10 +656,10 @@ impl LineMerger {
         self.at_boundary = true;
     }
 
+    /// Passes the held line on and ends the output: the section's skip line.
     fn flush(&mut self, out: &mut dyn Write) -> fmt::Result {
-        if let Some(held) = self.held.take() {
-            writeln!(out, "{held}")?;
-        }
+        self.pass_held(out)?;
+        self.end_section(out)?;
         if !self.partial.is_empty() {
             out.write_str(&self.partial)?;
             self.partial.clear();
@@ -654,11 +667,36 @@ impl LineMerger {
         Ok(())
     }
 
+    /// Passes the held (final) range line on, unless the section's cap holds
+    /// it back; bad-entry lines are diagnostics, always passed on, uncounted.
+    fn pass_held(&mut self, out: &mut dyn Write) -> fmt::Result {
+        let Some(held) = self.held.take() else {
+            return Ok(());
+        };
+        let bad = parse_range_line(&held).is_some_and(|l| l.rest.contains(" BAD "));
+        if bad {
+            self.cap.write_skipped(out)?;
+        } else if !self.cap.admit() {
+            return Ok(());
+        }
+        writeln!(out, "{held}")
+    }
+
+    /// Ends the current section: its skip line, if its cap held lines back.
+    fn end_section(&mut self, out: &mut dyn Write) -> fmt::Result {
+        self.cap.write_skipped(out)
+    }
+
     fn line(&mut self, line: &str, out: &mut dyn Write) -> fmt::Result {
         let first_of_slice = core::mem::replace(&mut self.at_boundary, false);
         let Some(parsed) = parse_range_line(line) else {
-            if let Some(held) = self.held.take() {
-                writeln!(out, "{held}")?;
+            self.pass_held(out)?;
+            // ptdump prints nothing else between range lines when dumping.
+            if line.starts_with("---[ ") && line.ends_with(" ]---") {
+                self.end_section(out)?;
+                let max_lines = self.caps.get(self.markers_seen).copied().flatten();
+                self.cap = LineCap::new(max_lines);
+                self.markers_seen += 1;
             }
             return writeln!(out, "{line}");
         };
@@ -669,9 +707,7 @@ impl LineMerger {
                 return Ok(());
             }
         }
-        if let Some(held) = self.held.take() {
-            writeln!(out, "{held}")?;
-        }
+        self.pass_held(out)?;
         self.last_end = Some(parsed.end);
         self.held = Some(line.into());
         Ok(())

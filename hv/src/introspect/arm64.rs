@@ -105,15 +105,24 @@ impl Arm64GuestRegs {
         } else {
             Ok((TableFormat::Arm64Stage1(format), ttbr & TTBR_BADDR_MASK))
         };
-        Ok(PartConfig::new(name, range, tables, kernel))
+        let part = PartConfig::new(name, range, tables, kernel);
+        // Linux 6.1's layout is fixed for a 48-bit VA kernel only; other VA
+        // sizes move every area, so their TTBR1 keeps just its title.
+        Ok(if kernel && format.va_bits() == 48 {
+            part.with_layout(&ptdump::arm64::LINUX_6_1_VA48_MARKERS)
+        } else {
+            part
+        })
     }
 }
 
 impl GuestStage1 {
     /// The guest's two halves: TTBR0_EL1 (`User Space`) and TTBR1_EL1
     /// (`Kernel Space`, the one `wx` checks, as Linux checks swapper's
-    /// kernel range only). Refused when the MMU is off or a walked half uses
-    /// a granule or size hv cannot walk.
+    /// kernel range only). A 48-bit TTBR1 also carries Linux 6.1's fixed
+    /// markers ([`ptdump::arm64::LINUX_6_1_VA48_MARKERS`]) after its title.
+    /// Refused when the MMU is off or a walked half uses a granule or size hv
+    /// cannot walk.
     pub fn arm64(regs: &Arm64GuestRegs) -> Result<GuestStage1, NotAvailable> {
         if regs.sctlr_el1 & SCTLR_M == 0 {
             return Err(MMU_OFF);

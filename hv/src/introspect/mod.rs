@@ -5,9 +5,12 @@
 //! an [`Arm64GuestRegs`] or [`X86GuestRegs`]; [`GuestStage1::arm64`] /
 //! [`GuestStage1::x86`] decode them into up to two parts (arm64: TTBR0_EL1
 //! and TTBR1_EL1; x86: CR3's user and kernel halves), each with the format
-//! the guest configured, its root, its address range and its marker
-//! (`User Space`, `Kernel Space`). Configurations hv cannot walk are refused
-//! with a message that says why (MMU off, 16K/64K granule, LPA2, 32-bit paging).
+//! the guest configured, its root, its address range and its markers: the
+//! title (`User Space`, `Kernel Space`), then for the kernel half the markers
+//! of Linux's ptdump whose addresses are fixed for the guest's paging mode
+//! (ptdump's Linux layouts; x86's ESPfix area capped at 16 lines as Linux
+//! caps it). Configurations hv cannot walk are refused with a message that
+//! says why (MMU off, 16K/64K granule, LPA2, 32-bit paging).
 //!
 //! Every table address is guest-physical: [`GuestPhysMemory`] translates it
 //! through the guest's stage-2 / NPT with [`ThroughStage2`] and reads the
@@ -39,6 +42,10 @@ pub use x86::X86GuestRegs;
 pub const USER_SPACE: &str = "User Space";
 /// Marker of the upper half (arm64 TTBR1, x86 kernel half).
 pub const KERNEL_SPACE: &str = "Kernel Space";
+
+/// Most markers one part carries: its title and the layout markers of the
+/// guest's kernel (ptdump's Linux layouts: 8 for x86-64, 11 for arm64).
+pub const MAX_PART_MARKERS: usize = 12;
 
 /// Host-physical memory that refuses every address hv owns, whatever asks:
 /// belt and braces under stage-2, which already leaves hv's memory unmapped.
@@ -114,8 +121,10 @@ pub struct PartConfig {
     /// Linux's W+X check covers this half (the kernel's).
     pub wx: bool,
     pub wx_note: Option<WxNote>,
-    /// `User Space` / `Kernel Space` at the start of `range`.
-    markers: [Marker<'static>; 1],
+    /// `User Space` / `Kernel Space` at the start of `range`, then the
+    /// guest kernel's layout markers inside `range`; `marker_count` are used.
+    markers: [Marker<'static>; MAX_PART_MARKERS],
+    marker_count: usize,
 }
 
 impl PartConfig {
@@ -125,18 +134,32 @@ impl PartConfig {
         tables: Result<(TableFormat, u64), NotAvailable>,
         kernel: bool,
     ) -> PartConfig {
+        let title = Marker::new(range.start, if kernel { KERNEL_SPACE } else { USER_SPACE });
         PartConfig {
             name,
             range,
             tables,
             wx: kernel,
             wx_note: None,
-            markers: [Marker::new(range.start, if kernel { KERNEL_SPACE } else { USER_SPACE })],
+            markers: [title; MAX_PART_MARKERS],
+            marker_count: 1,
         }
     }
 
+    /// Adds `layout` (sorted, from ptdump's Linux layouts) after the title:
+    /// those inside the part's range, as many as fit.
+    fn with_layout(mut self, layout: &[Marker<'static>]) -> PartConfig {
+        let inside = layout.iter().filter(|m| self.range.contains(m.addr));
+        for (slot, marker) in self.markers[1..].iter_mut().zip(inside) {
+            *slot = *marker;
+            self.marker_count += 1;
+        }
+        self
+    }
+
+    /// The title, then the layout markers, sorted by address.
     pub fn markers(&self) -> &[Marker<'static>] {
-        &self.markers
+        &self.markers[..self.marker_count]
     }
 }
 
@@ -163,7 +186,7 @@ impl GuestStage1 {
                 mem,
                 root,
                 range: p.range,
-                markers: &p.markers,
+                markers: p.markers(),
             }),
             wx: p.wx,
             wx_note: p.wx_note,

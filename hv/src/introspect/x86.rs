@@ -70,7 +70,11 @@ pub fn pat_type_name(memtype: u8) -> &'static str {
 
 impl GuestStage1 {
     /// The guest's CR3 tables as two parts: the user half (`User Space`) and
-    /// the kernel half (`Kernel Space`, the one `wx` checks).
+    /// the kernel half (`Kernel Space`, the one `wx` checks), which also
+    /// carries Linux's markers whose addresses are fixed for the paging mode
+    /// ([`ptdump::x86::linux_kernel_markers`]; the KASLR-randomized bases
+    /// of the direct map, vmalloc and vmemmap cannot be known and are not
+    /// marked), ESPfix area capped as in Linux.
     ///
     /// `phys_bits` is the CPU's MAXPHYADDR (CPUID 0x80000008 EAX[7:0]).
     ///
@@ -106,7 +110,11 @@ impl GuestStage1 {
         let tables = Ok((TableFormat::X86_64(format), root));
         let user = AddrRange::new(0, Some(user_end)).ok_or(BAD_PHYS_BITS)?;
         let kernel = AddrRange::new(kernel_start, None).ok_or(BAD_PHYS_BITS)?;
-        let mut kernel_part = PartConfig::new("CR3 kernel half", kernel, tables, true);
+        // Linux's fixed kernel-half markers, with the ESPfix area capped at
+        // 16 lines as Linux caps it: uncapped, a Debian guest's ESPfix area
+        // alone is ~131,000 lines, far past the console's 1 MiB of output.
+        let mut kernel_part = PartConfig::new("CR3 kernel half", kernel, tables, true)
+            .with_layout(ptdump::x86::linux_kernel_markers(five_level));
         kernel_part.wx_note = if regs.cr0 & CR0_WP == 0 {
             Some(WP_OFF)
         } else if !nxe {

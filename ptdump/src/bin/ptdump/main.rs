@@ -460,7 +460,11 @@ fn run(args: &Args, out: &mut dyn fmt::Write) -> Result<Outcome, CliError> {
                 let start = pagewalk::Format::offset_to_addr(&format, 0);
                 let marker_name = format!("{name} root {root:#x}");
                 if dump {
-                    let markers = [Marker::new(start, &marker_name)];
+                    let mut markers = vec![Marker::new(start, &marker_name)];
+                    // Linux 6.1's layout is fixed for a 48-bit VA kernel only.
+                    if half == Half::Upper && !args.el2 && format.va_bits() == 48 {
+                        markers.extend_from_slice(&ptdump::arm64::LINUX_6_1_VA48_MARKERS);
+                    }
                     outcome.dumped(ptdump::arm64::dump(out, &format, &mem, root, range, &markers).map_err(io)?);
                 }
                 if wx {
@@ -481,7 +485,9 @@ fn run(args: &Args, out: &mut dyn fmt::Write) -> Result<Outcome, CliError> {
             if dump {
                 let kernel =
                     pagewalk::Format::offset_to_addr(&format, 1 << (pagewalk::Format::input_bits(&format) - 1));
-                let markers = [Marker::new(0, "User Space"), Marker::new(kernel, "Kernel Space")];
+                // Linux's fixed kernel-half markers, ESPfix area capped as Linux caps it.
+                let mut markers = vec![Marker::new(0, "User Space"), Marker::new(kernel, "Kernel Space")];
+                markers.extend_from_slice(ptdump::x86::linux_kernel_markers(la57));
                 outcome.dumped(ptdump::x86::dump(out, &format, &mem, root, range, &markers).map_err(io)?);
             }
             if wx {
