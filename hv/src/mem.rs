@@ -1,10 +1,15 @@
-//! Physical memory as hv reaches it at VA == PA (identity-mapped, or before
-//! the MMU is on), and the frame allocator hv's page tables grow from.
+//! Physical memory as hv reaches it: at VA == PA (identity-mapped, or before
+//! the MMU is on), guest RAM through a window in hv's tables, and the frame
+//! allocator hv's page tables grow from.
 
+use alloc::vec::Vec;
 use core::alloc::Layout;
 
 use mm::{FrameAllocator, PhysAddr, PAGE_SIZE};
 use pagewalk::{ReadFault, TableMemory, TableMemoryMut};
+
+use crate::guest::MemRange;
+use crate::hypercall::guest_mem::{GuestMemError, PhysMemory};
 
 /// A window of physical memory hv reads and writes at VA == PA. Accesses
 /// outside it (or misaligned) are refused, so a corrupted table entry can
@@ -53,6 +58,85 @@ impl TableMemoryMut for DirectMap {
         let ptr = self.check(addr)?;
         // SAFETY: as in `read_u64`; the window is writable by the same promise.
         unsafe { ptr.write_volatile(value) };
+        Ok(())
+    }
+}
+
+/// Guest RAM (guest-physical = physical: the stage-2 / NPT is an identity
+/// map) as hv reaches it: through a window its own tables map RW + NX at
+/// VA = `window_base` + PA, never at VA == PA, so a stray hv pointer into
+/// guest RAM still faults. That window is how hypercall buffers and the
+/// guest's tables are reached, always after the stage-2 said the guest page
+/// is there. Every access must lie inside one of the ranges hv mapped;
+/// anything else (a device, hv's own memory) is refused, never touched.
+pub struct GuestRam {
+    window_base: u64,
+    ranges: Vec<MemRange>,
+}
+
+impl GuestRam {
+    /// No guest RAM (before the guest is loaded).
+    pub const fn none(window_base: u64) -> GuestRam {
+        GuestRam {
+            window_base,
+            ranges: Vec::new(),
+        }
+    }
+
+    /// # Safety
+    /// Each range must be guest RAM that hv's active tables map RW at
+    /// `window_base` + PA for as long as this value is used; hv holds no
+    /// Rust reference into it (the guest changes it at any time).
+    pub unsafe fn new(window_base: u64, ranges: Vec<MemRange>) -> GuestRam {
+        GuestRam { window_base, ranges }
+    }
+
+    pub fn ranges(&self) -> &[MemRange] {
+        &self.ranges
+    }
+
+    /// Whether one guest RAM range holds all of `[pa, pa + len)`.
+    pub fn holds(&self, pa: u64, len: u64) -> bool {
+        if len == 0 {
+            return true;
+        }
+        MemRange::from_len(pa, len).is_some_and(|want| self.ranges.iter().any(|r| r.covers(&want)))
+    }
+
+    /// hv's address of `[pa, pa + len)`, if one mapped range holds all of it.
+    fn window(&self, pa: u64, len: usize) -> Option<*mut u8> {
+        (len > 0 && self.holds(pa, len as u64)).then(|| (self.window_base + pa) as usize as *mut u8)
+    }
+}
+
+impl TableMemory for GuestRam {
+    fn read_u64(&self, pa: u64) -> Result<u64, ReadFault> {
+        match self.window(pa, 8) {
+            // SAFETY: `window` keeps the 8 bytes inside a range `new`'s caller
+            // promised is mapped; aligned (checked) so the read is one access.
+            Some(ptr) if pa.is_multiple_of(8) => Ok(unsafe { ptr.cast::<u64>().read_volatile() }),
+            _ => Err(ReadFault { addr: pa }),
+        }
+    }
+}
+
+impl PhysMemory for &GuestRam {
+    fn read(&self, pa: u64, buf: &mut [u8]) -> Result<(), GuestMemError> {
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let src = self.window(pa, buf.len()).ok_or(GuestMemError::PhysFault { pa })?;
+        // SAFETY: `window` keeps the bytes inside mapped guest RAM; `buf` is hv's, so they do not overlap.
+        unsafe { core::ptr::copy_nonoverlapping(src, buf.as_mut_ptr(), buf.len()) };
+        Ok(())
+    }
+    fn write(&mut self, pa: u64, data: &[u8]) -> Result<(), GuestMemError> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        let dst = self.window(pa, data.len()).ok_or(GuestMemError::PhysFault { pa })?;
+        // SAFETY: as in `read`; the window is mapped writable.
+        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), dst, data.len()) };
         Ok(())
     }
 }
@@ -194,6 +278,36 @@ mod tests {
         assert_eq!(mem.read_u64(start - 8), Err(ReadFault { addr: start - 8 }));
         assert_eq!(mem.read_u64(u64::MAX - 7), Err(ReadFault { addr: u64::MAX - 7 }));
         assert_eq!(buf[1], 0x1234);
+    }
+
+    #[test]
+    fn guest_ram_reaches_only_its_ranges_through_the_window() {
+        let mut buf = vec![0u64; 1024];
+        let host = buf.as_mut_ptr() as u64;
+        // Two guest RAM pages at PA 0x1000 and 0x3000, backed by buf's first and third pages.
+        let ranges = vec![
+            MemRange::new(0x1000, 0x2000).unwrap(),
+            MemRange::new(0x3000, 0x4000).unwrap(),
+        ];
+        // SAFETY: window + 0x1000..0x4000 is `buf`, ours and reached only through `ram` below.
+        let ram = unsafe { GuestRam::new(host - 0x1000, ranges) };
+        let mut phys = &ram;
+        phys.write(0x1008, &0xabcd_u64.to_le_bytes()).unwrap();
+        assert_eq!(ram.read_u64(0x1008), Ok(0xabcd));
+        assert_eq!(buf[1], 0xabcd);
+        let mut word = [0u8; 8];
+        (&ram).read(0x3000, &mut word).unwrap();
+        assert_eq!(u64::from_le_bytes(word), buf[1024 / 2]);
+        // Between the ranges, across a range end, misaligned, and past the end: refused.
+        assert_eq!(ram.read_u64(0x2000), Err(ReadFault { addr: 0x2000 }));
+        assert_eq!(ram.read_u64(0x1004), Err(ReadFault { addr: 0x1004 }));
+        assert_eq!(
+            (&ram).read(0x1ffc, &mut word),
+            Err(GuestMemError::PhysFault { pa: 0x1ffc })
+        );
+        assert_eq!(phys.write(0x4000, &[1]), Err(GuestMemError::PhysFault { pa: 0x4000 }));
+        assert!(ram.holds(0x3000, 0x1000) && !ram.holds(0x1000, 0x3000) && ram.holds(0x2000, 0));
+        assert!(GuestRam::none(0).ranges().is_empty());
     }
 
     #[test]

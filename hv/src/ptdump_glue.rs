@@ -4,10 +4,10 @@ use core::fmt::{self, Write};
 
 use pagewalk::arm64::Stage1;
 use pagewalk::x86::X86_64;
-use pagewalk::{AddrRange, TableMemory, WalkLimits};
+use pagewalk::WalkLimits;
 use ptdump::{Marker, WxOptions, WxReport};
 
-use crate::selfcheck::DumpFormat;
+use crate::selfcheck::{DumpFormat, TableSpan};
 
 /// hv lists every offending range, not only the first as Linux's WARN_ONCE
 /// does; hv's own tables are a few dozen, so a generous table budget keeps a
@@ -17,50 +17,30 @@ const LIST_ALL: WxOptions = WxOptions {
     limits: WalkLimits { max_tables: 1 << 16 },
 };
 
-/// arm64 stage-1 (hv's EL2 tables): `arch/arm64/mm/ptdump.c` lines.
-impl DumpFormat for Stage1 {
-    fn dump(
-        &self,
-        out: &mut dyn Write,
-        mem: &dyn TableMemory,
-        root: u64,
-        range: AddrRange,
-        markers: &[Marker<'_>],
-    ) -> fmt::Result {
-        ptdump::arm64::dump(out, self, mem, root, range, markers).map(|_| ())
-    }
-    fn check_wx(
-        &self,
-        out: &mut dyn Write,
-        mem: &dyn TableMemory,
-        root: u64,
-        range: AddrRange,
-    ) -> Result<WxReport, fmt::Error> {
-        ptdump::arm64::check_wx_with(out, self, mem, root, range, &LIST_ALL)
-    }
+/// Implements [`DumpFormat`] for `$format` with ptdump's module `$module`
+/// (its `dump` and its `check_wx_with`, listing every offending range).
+macro_rules! dump_format_via_ptdump {
+    ($(#[$attr:meta])* $format:ty => $module:ident) => {
+        $(#[$attr])*
+        impl DumpFormat for $format {
+            fn dump(&self, out: &mut dyn Write, span: TableSpan<'_>, markers: &[Marker<'_>]) -> fmt::Result {
+                ptdump::$module::dump(out, self, span.mem, span.root, span.range, markers).map(|_| ())
+            }
+            fn check_wx(&self, out: &mut dyn Write, span: TableSpan<'_>) -> Result<WxReport, fmt::Error> {
+                ptdump::$module::check_wx_with(out, self, span.mem, span.root, span.range, &LIST_ALL)
+            }
+        }
+    };
 }
 
-/// x86-64 4/5-level (hv's own tables on x86): `arch/x86/mm/dump_pagetables.c` lines.
-impl DumpFormat for X86_64 {
-    fn dump(
-        &self,
-        out: &mut dyn Write,
-        mem: &dyn TableMemory,
-        root: u64,
-        range: AddrRange,
-        markers: &[Marker<'_>],
-    ) -> fmt::Result {
-        ptdump::x86::dump(out, self, mem, root, range, markers).map(|_| ())
-    }
-    fn check_wx(
-        &self,
-        out: &mut dyn Write,
-        mem: &dyn TableMemory,
-        root: u64,
-        range: AddrRange,
-    ) -> Result<WxReport, fmt::Error> {
-        ptdump::x86::check_wx_with(out, self, mem, root, range, &LIST_ALL)
-    }
+dump_format_via_ptdump! {
+    /// arm64 stage-1 (hv's EL2 tables): `arch/arm64/mm/ptdump.c` lines.
+    Stage1 => arm64
+}
+
+dump_format_via_ptdump! {
+    /// x86-64 4/5-level (hv's own tables on x86): `arch/x86/mm/dump_pagetables.c` lines.
+    X86_64 => x86
 }
 
 #[cfg(test)]
@@ -70,7 +50,7 @@ mod tests {
 
     use mm::{Arena, TableBuilder};
     use pagewalk::arm64::{Half, Regime};
-    use pagewalk::{Access, MapAttrs, MemType};
+    use pagewalk::{Access, AddrRange, MapAttrs, MemType};
 
     use super::*;
     use crate::selfcheck::{run, Expect, Region, Tables};

@@ -90,25 +90,20 @@ impl<'a> Region<'a> {
     }
 }
 
+/// Which tables a [`DumpFormat`] reads: the tree at `root` in `mem`, over `range`.
+#[derive(Clone, Copy)]
+pub struct TableSpan<'t> {
+    pub mem: &'t dyn TableMemory,
+    pub root: u64,
+    pub range: AddrRange,
+}
+
 /// A table format ptdump can dump and W+X-check in its architecture's Linux format.
 pub trait DumpFormat: Format {
-    /// Streams the dump of `range`; `markers` are sorted by address.
-    fn dump(
-        &self,
-        out: &mut dyn Write,
-        mem: &dyn TableMemory,
-        root: u64,
-        range: AddrRange,
-        markers: &[Marker<'_>],
-    ) -> fmt::Result;
-    /// Runs Linux's W+X check over `range`, printing its messages and verdict line.
-    fn check_wx(
-        &self,
-        out: &mut dyn Write,
-        mem: &dyn TableMemory,
-        root: u64,
-        range: AddrRange,
-    ) -> Result<WxReport, fmt::Error>;
+    /// Streams the dump of the span; `markers` are sorted by address.
+    fn dump(&self, out: &mut dyn Write, span: TableSpan<'_>, markers: &[Marker<'_>]) -> fmt::Result;
+    /// Runs Linux's W+X check over the span, printing its messages and verdict line.
+    fn check_wx(&self, out: &mut dyn Write, span: TableSpan<'_>) -> Result<WxReport, fmt::Error>;
 }
 
 /// What [`run`] found.
@@ -141,6 +136,16 @@ pub struct Tables<'t, F: DumpFormat + ?Sized> {
     pub range: AddrRange,
 }
 
+impl<F: DumpFormat + ?Sized> Tables<'_, F> {
+    fn span(&self) -> TableSpan<'_> {
+        TableSpan {
+            mem: self.mem,
+            root: self.root,
+            range: self.range,
+        }
+    }
+}
+
 /// Prints the banner, the dump with a marker per region, the region check and
 /// the W+X verdict to `out`; returns what it found. Only a write error on
 /// `out` is an `Err`.
@@ -167,9 +172,7 @@ pub fn run<F: DumpFormat + ?Sized>(
         )?;
         report.bad_regions += (regions.len() - MAX_REGIONS) as u64;
     }
-    tables
-        .format
-        .dump(out, tables.mem, tables.root, tables.range, &markers[..count])?;
+    tables.format.dump(out, tables.span(), &markers[..count])?;
     writeln!(out, "---[ end of {} page tables ]---", tables.title)?;
 
     for region in regions.iter().take(MAX_REGIONS) {
@@ -180,7 +183,7 @@ pub fn run<F: DumpFormat + ?Sized>(
         }
     }
 
-    report.wx = tables.format.check_wx(out, tables.mem, tables.root, tables.range)?;
+    report.wx = tables.format.check_wx(out, tables.span())?;
     report.wx_ranges = print_wx_ranges(out, tables, regions)?;
 
     if report.boot_may_proceed() {
@@ -619,26 +622,13 @@ mod tests {
     }
 
     impl DumpFormat for Plain {
-        fn dump(
-            &self,
-            out: &mut dyn Write,
-            mem: &dyn TableMemory,
-            root: u64,
-            range: AddrRange,
-            markers: &[Marker<'_>],
-        ) -> fmt::Result {
-            walk(self, mem, root, range, &mut Lines(out, markers, 0));
+        fn dump(&self, out: &mut dyn Write, span: TableSpan<'_>, markers: &[Marker<'_>]) -> fmt::Result {
+            walk(self, span.mem, span.root, span.range, &mut Lines(out, markers, 0));
             Ok(())
         }
-        fn check_wx(
-            &self,
-            out: &mut dyn Write,
-            mem: &dyn TableMemory,
-            root: u64,
-            range: AddrRange,
-        ) -> Result<WxReport, fmt::Error> {
+        fn check_wx(&self, out: &mut dyn Write, span: TableSpan<'_>) -> Result<WxReport, fmt::Error> {
             let mut count = CountWx(0);
-            walk(self, mem, root, range, &mut count);
+            walk(self, span.mem, span.root, span.range, &mut count);
             writeln!(out, "W+X pages: {}", count.0)?;
             Ok(WxReport {
                 wx_pages: count.0,

@@ -8,7 +8,7 @@ use pagewalk::{
     Level, TableMemory, Visitor, WalkLimits,
 };
 
-use crate::{DumpStats, LineCap, Marker, WxReport};
+use crate::{DumpStats, LineCap, Marker, WxOptions, WxReport};
 
 const PAGE_SIZE: u128 = 4096;
 
@@ -349,9 +349,9 @@ impl WxArch {
 
 /// A W+X check riding on the dumper.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct WxCheck {
-    pub arch: WxArch,
-    pub list_all: bool,
+struct WxCheck {
+    arch: WxArch,
+    list_all: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -617,7 +617,7 @@ impl<W: Write + ?Sized> Visitor for Dumper<'_, '_, W> {
 }
 
 /// What one call of [`run`] does.
-pub(crate) enum Mode {
+enum Mode {
     /// Print the dump.
     Dump,
     /// Print only the W+X messages and the verdict.
@@ -626,7 +626,7 @@ pub(crate) enum Mode {
 
 /// Walks `range` and dumps it or W+X-checks it in `style`.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn run<W, F, M>(
+fn run<W, F, M>(
     out: &mut W,
     format: &F,
     mem: &M,
@@ -674,6 +674,62 @@ where
         None => WxReport::default(),
     };
     Ok((dumper.stats, report))
+}
+
+/// The body of every format's `dump_with_limits`: walks `range` and prints it in `style`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn dump<W, F, M>(
+    out: &mut W,
+    format: &F,
+    mem: &M,
+    root: u64,
+    range: AddrRange,
+    markers: &[Marker<'_>],
+    style: Style,
+    limits: WalkLimits,
+) -> Result<DumpStats, fmt::Error>
+where
+    W: Write + ?Sized,
+    F: Format + ?Sized,
+    M: TableMemory + ?Sized,
+{
+    run(out, format, mem, root, range, markers, style, limits, Mode::Dump).map(|(stats, _)| stats)
+}
+
+/// The body of every format's `check_wx_with`: walks `range` and applies
+/// `arch`'s W+X rules, printing only their messages and the verdict.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn check_wx<W, F, M>(
+    out: &mut W,
+    format: &F,
+    mem: &M,
+    root: u64,
+    range: AddrRange,
+    style: Style,
+    arch: WxArch,
+    options: &WxOptions,
+) -> Result<WxReport, fmt::Error>
+where
+    W: Write + ?Sized,
+    F: Format + ?Sized,
+    M: TableMemory + ?Sized,
+{
+    let check = WxCheck {
+        arch,
+        list_all: options.list_all,
+    };
+    run(
+        out,
+        format,
+        mem,
+        root,
+        range,
+        &[],
+        style,
+        options.limits,
+        Mode::CheckWx(check),
+    )
+    .map(|(_, report)| report)
 }
 
 /// Linux's summary line; entries that could not be checked fail the check

@@ -9,13 +9,11 @@
 //! 0x00000000fee00000-0x00000000fee01000           4K 3 R W   UC
 //! ```
 
-use core::fmt::{self, Write};
-
 use pagewalk::ept::Ept;
-use pagewalk::{AddrRange, Format, TableMemory, WalkLimits};
+use pagewalk::Format;
 
-use crate::engine::{self, Flavor, Mode, Style};
-use crate::{DumpStats, Marker};
+use crate::engine::{Flavor, Style};
+use crate::{entry_points, Marker};
 
 /// One marker, at guest-physical 0.
 pub const GUEST_PHYSICAL: [Marker<'static>; 1] = [Marker::new(0, "Guest Physical")];
@@ -29,46 +27,8 @@ fn style(format: &Ept) -> Style {
     }
 }
 
-/// Dumps the tables rooted at `root` over `range` (guest-physical addresses).
-pub fn dump<W, M>(
-    out: &mut W,
-    format: &Ept,
-    mem: &M,
-    root: u64,
-    range: AddrRange,
-    markers: &[Marker<'_>],
-) -> Result<DumpStats, fmt::Error>
-where
-    W: Write + ?Sized,
-    M: TableMemory + ?Sized,
-{
-    dump_with_limits(out, format, mem, root, range, markers, WalkLimits::default())
-}
-
-/// [`dump`] with a bound on the tables walked.
-pub fn dump_with_limits<W, M>(
-    out: &mut W,
-    format: &Ept,
-    mem: &M,
-    root: u64,
-    range: AddrRange,
-    markers: &[Marker<'_>],
-    limits: WalkLimits,
-) -> Result<DumpStats, fmt::Error>
-where
-    W: Write + ?Sized,
-    M: TableMemory + ?Sized,
-{
-    engine::run(
-        out,
-        format,
-        mem,
-        root,
-        range,
-        markers,
-        style(format),
-        limits,
-        Mode::Dump,
-    )
-    .map(|(stats, _)| stats)
+entry_points::dump_entry_points! {
+    /// Dumps the tables rooted at `root` over `range` (guest-physical addresses).
+    format: Ept,
+    style: style,
 }

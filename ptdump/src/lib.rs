@@ -15,6 +15,7 @@
 
 pub mod arm64;
 mod engine;
+mod entry_points;
 pub mod ept;
 pub mod npt;
 pub mod stage2;

@@ -10,13 +10,11 @@
 //! `X` is shown when descriptor bit 54 (XN) is clear, as KVM does without
 //! FEAT_XNX. Lines never end in blanks (KVM pads the empty `BLK` column).
 
-use core::fmt::{self, Write};
-
 use pagewalk::arm64::Stage2;
-use pagewalk::{AddrRange, Format, TableMemory, WalkLimits};
+use pagewalk::Format;
 
-use crate::engine::{self, Flavor, Mode, Style};
-use crate::{DumpStats, Marker};
+use crate::engine::{Flavor, Style};
+use crate::{entry_points, Marker};
 
 /// KVM's one marker, at IPA 0.
 pub const GUEST_IPA: [Marker<'static>; 1] = [Marker::new(0, "Guest IPA")];
@@ -28,46 +26,8 @@ fn style(format: &Stage2) -> Style {
     }
 }
 
-/// Dumps the tables rooted at `root` over `range` (guest-physical addresses).
-pub fn dump<W, M>(
-    out: &mut W,
-    format: &Stage2,
-    mem: &M,
-    root: u64,
-    range: AddrRange,
-    markers: &[Marker<'_>],
-) -> Result<DumpStats, fmt::Error>
-where
-    W: Write + ?Sized,
-    M: TableMemory + ?Sized,
-{
-    dump_with_limits(out, format, mem, root, range, markers, WalkLimits::default())
-}
-
-/// [`dump`] with a bound on the tables walked.
-pub fn dump_with_limits<W, M>(
-    out: &mut W,
-    format: &Stage2,
-    mem: &M,
-    root: u64,
-    range: AddrRange,
-    markers: &[Marker<'_>],
-    limits: WalkLimits,
-) -> Result<DumpStats, fmt::Error>
-where
-    W: Write + ?Sized,
-    M: TableMemory + ?Sized,
-{
-    engine::run(
-        out,
-        format,
-        mem,
-        root,
-        range,
-        markers,
-        style(format),
-        limits,
-        Mode::Dump,
-    )
-    .map(|(stats, _)| stats)
+entry_points::dump_entry_points! {
+    /// Dumps the tables rooted at `root` over `range` (guest-physical addresses).
+    format: Stage2,
+    style: style,
 }

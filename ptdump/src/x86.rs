@@ -7,13 +7,11 @@
 //! The walk skips the non-canonical hole: the line before it ends at the top
 //! of the lower half and the next one starts at the bottom of the upper half.
 
-use core::fmt::{self, Write};
-
 use pagewalk::x86::X86_64;
-use pagewalk::{AddrRange, Format, TableMemory, WalkLimits};
+use pagewalk::Format;
 
-use crate::engine::{self, Flavor, Mode, Style, WxArch, WxCheck};
-use crate::{DumpStats, Marker, WxOptions, WxReport};
+use crate::engine::{Flavor, Style, WxArch};
+use crate::{entry_points, Marker};
 
 /// Lines Linux prints of the ESPfix area before it skips the rest: the area
 /// maps each CPU's espfix page at every 16th PTE of one PTE table that every
@@ -96,93 +94,20 @@ fn style(format: &X86_64) -> Style {
     }
 }
 
-/// Dumps the tables rooted at `root` (CR3 without its flag bits) over `range`.
-pub fn dump<W, M>(
-    out: &mut W,
-    format: &X86_64,
-    mem: &M,
-    root: u64,
-    range: AddrRange,
-    markers: &[Marker<'_>],
-) -> Result<DumpStats, fmt::Error>
-where
-    W: Write + ?Sized,
-    M: TableMemory + ?Sized,
-{
-    dump_with_limits(out, format, mem, root, range, markers, WalkLimits::default())
+fn wx_arch(_: &X86_64) -> WxArch {
+    WxArch::X86
 }
 
-/// [`dump`] with a bound on the tables walked.
-pub fn dump_with_limits<W, M>(
-    out: &mut W,
-    format: &X86_64,
-    mem: &M,
-    root: u64,
-    range: AddrRange,
-    markers: &[Marker<'_>],
-    limits: WalkLimits,
-) -> Result<DumpStats, fmt::Error>
-where
-    W: Write + ?Sized,
-    M: TableMemory + ?Sized,
-{
-    engine::run(
-        out,
-        format,
-        mem,
-        root,
-        range,
-        markers,
-        style(format),
-        limits,
-        Mode::Dump,
-    )
-    .map(|(stats, _)| stats)
+entry_points::dump_entry_points! {
+    /// Dumps the tables rooted at `root` (CR3 without its flag bits) over `range`.
+    format: X86_64,
+    style: style,
 }
 
-/// Linux's x86 W+X check: writable and not NX after folding every level.
-/// Prints the first offending mapping and Linux's verdict line.
-pub fn check_wx<W, M>(
-    out: &mut W,
-    format: &X86_64,
-    mem: &M,
-    root: u64,
-    range: AddrRange,
-) -> Result<WxReport, fmt::Error>
-where
-    W: Write + ?Sized,
-    M: TableMemory + ?Sized,
-{
-    check_wx_with(out, format, mem, root, range, &WxOptions::default())
-}
-
-/// [`check_wx`] with options (e.g. list every offending range).
-pub fn check_wx_with<W, M>(
-    out: &mut W,
-    format: &X86_64,
-    mem: &M,
-    root: u64,
-    range: AddrRange,
-    options: &WxOptions,
-) -> Result<WxReport, fmt::Error>
-where
-    W: Write + ?Sized,
-    M: TableMemory + ?Sized,
-{
-    let check = WxCheck {
-        arch: WxArch::X86,
-        list_all: options.list_all,
-    };
-    engine::run(
-        out,
-        format,
-        mem,
-        root,
-        range,
-        &[],
-        style(format),
-        options.limits,
-        Mode::CheckWx(check),
-    )
-    .map(|(_, report)| report)
+entry_points::wx_entry_points! {
+    /// Linux's x86 W+X check: writable and not NX after folding every level.
+    /// Prints the first offending mapping and Linux's verdict line.
+    format: X86_64,
+    style: style,
+    wx_arch: wx_arch,
 }

@@ -5,25 +5,10 @@
 # Runs scripts/run.sh non-interactively and checks the serial log.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
+. scripts/lib/testlib.sh
 
-passed=0
-failed=0
 logs=$(mktemp -d "${TMPDIR:-/tmp}/hv-aarch64-tests.XXXXXX")
 trap 'rm -rf "$logs"' EXIT
-
-ok() {
-    passed=$((passed + 1))
-    printf '  ok    %s\n' "$*"
-}
-bad() {
-    failed=$((failed + 1))
-    printf '  FAIL  %s\n' "$*"
-}
-check() { # check DESCRIPTION COMMAND...
-    local what=$1
-    shift
-    if "$@"; then ok "$what"; else bad "$what"; fi
-}
 
 # The first dump line after the marker `---[ NAME ]---`.
 line_after_marker() {
@@ -55,20 +40,13 @@ has() { grep -qF -- "$2" "$1" || { echo "    missing: $2"; return 1; }; }
 lacks() { ! grep -qF -- "$2" "$1" || { echo "    unexpected: $2"; return 1; }; }
 
 run() { # run LOG ARGS...: runs hv without a guest, stores the log (serial CRs dropped), returns run.sh's status
-    local log=$1 status
+    local log=$1
     shift
-    bash scripts/run.sh --guest none --timeout 60 "$@" >"$log.raw" 2>&1
-    status=$?
-    tr -d '\r' <"$log.raw" >"$log"
-    return "$status"
+    capture "$log" bash scripts/run.sh --guest none --timeout 60 "$@"
 }
 
 echo "building hv for aarch64"
-image=$(bash scripts/build-hv.sh aarch64 2>"$logs/build.log") || {
-    cat "$logs/build.log"
-    echo "0 passed, 1 failed"
-    exit 1
-}
+image=$(bash scripts/build-hv.sh aarch64 2>"$logs/build.log") || setup_failed "$logs/build.log"
 
 RW_NX=' RW NX SHD AF '
 for config in "max 512M" "cortex-a57 2G" "cortex-a72 4G"; do
@@ -174,5 +152,4 @@ check "status 3 ($status)" [ "$status" = 3 ]
 check "says it timed out" has "$logs/timeout.log" "run.sh: timed out after 2s"
 check "within the timeout ($((SECONDS - start))s)" [ $((SECONDS - start)) -lt 15 ]
 
-echo "$passed passed, $failed failed"
-[ "$failed" = 0 ]
+summary

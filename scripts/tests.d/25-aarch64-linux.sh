@@ -7,36 +7,19 @@
 # SIGBUS while the guest goes on, a guest reboot, and an interactive shell's poweroff.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
+. scripts/lib/testlib.sh
 
-passed=0
-failed=0
 logs=$(mktemp -d "${TMPDIR:-/tmp}/hv-aarch64-linux-tests.XXXXXX")
 trap 'rm -rf "$logs"' EXIT
 
-ok() {
-    passed=$((passed + 1))
-    printf '  ok    %s\n' "$*"
-}
-bad() {
-    failed=$((failed + 1))
-    printf '  FAIL  %s\n' "$*"
-}
-check() { # check DESCRIPTION COMMAND...
-    local what=$1
-    shift
-    if "$@"; then ok "$what"; else bad "$what"; fi
-}
 has() { grep -qF -- "$2" "$1" || { echo "    missing: $2"; return 1; }; }
 lacks() { ! grep -qF -- "$2" "$1" || { echo "    unexpected: $2"; return 1; }; }
 has_re() { grep -qE -- "$2" "$1" || { echo "    no line matches: $2"; return 1; }; }
 
 run() { # run LOG ARGS...: boots hv + the Linux guest, stores the log (CRs dropped), returns run.sh's status
-    local log=$1 status
+    local log=$1
     shift
-    bash scripts/run.sh --timeout 90 "$@" >"$log.raw" 2>&1
-    status=$?
-    tr -d '\r' <"$log.raw" >"$log"
-    return "$status"
+    capture "$log" bash scripts/run.sh --timeout 90 "$@"
 }
 
 # The output lines of the guest command (between the init markers).
@@ -48,16 +31,8 @@ stage2_line_at() { # the guest stage-2 dump line that starts at ADDRESS (16 hex 
 }
 
 echo "building hv and the guest"
-bash scripts/build-hv.sh aarch64 >/dev/null 2>"$logs/build.log" || {
-    cat "$logs/build.log"
-    echo "0 passed, 1 failed"
-    exit 1
-}
-guests/linux/build.sh --arch aarch64 >/dev/null 2>"$logs/guest-build.log" || {
-    cat "$logs/guest-build.log"
-    echo "0 passed, 1 failed"
-    exit 1
-}
+bash scripts/build-hv.sh aarch64 >/dev/null 2>"$logs/build.log" || setup_failed "$logs/build.log"
+guests/linux/build.sh --arch aarch64 >/dev/null 2>"$logs/guest-build.log" || setup_failed "$logs/guest-build.log"
 
 # hv's region (arch/aarch64.ld: HV_BASE, 32 MiB): the guest never sees it.
 hv_base=$(sed -n 's/^HV_BASE = \(0x[0-9a-fA-F]*\);.*/\1/p' arch/aarch64.ld)
@@ -176,5 +151,4 @@ check "the shell ran poweroff" has "$log.txt" "hv-guest: poweroff"
 check "hv powered off" has "$log.txt" "hv: guest called PSCI SYSTEM_OFF: powering off"
 check "run.sh exit status 0" has "$log.txt" "EXIT STATUS 0"
 
-echo "$passed passed, $failed failed"
-[ "$failed" = 0 ]
+summary

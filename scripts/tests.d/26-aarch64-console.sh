@@ -31,25 +31,11 @@
 # reading early (SIGPIPE upstream is not a failure).
 set -u
 cd "$(dirname "$0")/../.."
+. scripts/lib/testlib.sh
 
-passed=0
-failed=0
 logs=$(mktemp -d "${TMPDIR:-/tmp}/hv-aarch64-console-tests.XXXXXX")
 trap 'rm -rf "$logs"' EXIT
 
-ok() {
-    passed=$((passed + 1))
-    printf '  ok    %s\n' "$*"
-}
-bad() {
-    failed=$((failed + 1))
-    printf '  FAIL  %s\n' "$*"
-}
-check() { # check DESCRIPTION COMMAND...
-    local what=$1
-    shift
-    if "$@"; then ok "$what"; else bad "$what"; fi
-}
 has() { grep -qF -- "$2" "$1" || { echo "    missing: $2"; return 1; }; }
 lacks() { ! grep -qF -- "$2" "$1" || { echo "    unexpected: $2"; return 1; }; }
 has_re() { grep -qE -- "$2" "$1" || { echo "    no line matches: $2"; return 1; }; }
@@ -61,11 +47,7 @@ rc() { sed -n "s/^== $2 rc=\([0-9]*\)\$/\1/p" "$1"; }
 
 echo "building hv, hvctl, the guest and the ptdump CLI"
 bash scripts/build-hv.sh aarch64 >/dev/null 2>"$logs/build.log" &&
-    cargo build -q -p ptdump --release 2>>"$logs/build.log" || {
-    cat "$logs/build.log"
-    echo "0 passed, 1 failed"
-    exit 1
-}
+    cargo build -q -p ptdump --release 2>>"$logs/build.log" || setup_failed "$logs/build.log"
 ptdump_cli=${CARGO_TARGET_DIR:-$PWD/target}/release/ptdump
 
 hv_base=$(sed -n 's/^HV_BASE = \(0x[0-9a-fA-F]*\);.*/\1/p' arch/aarch64.ld)
@@ -397,12 +379,11 @@ if rustc --edition 2021 --target aarch64-unknown-none -C panic=abort -C opt-leve
     LD_LIBRARY_PATH="$sysroot/lib" "$(ls "$sysroot"/lib/rustlib/*/bin/rust-objcopy | head -n1)" \
         -O binary "$probe_dir/probe.elf" "$probe_dir/probe.img" 2>>"$probe_dir/build.log"; then
     python3 scripts/mkbundle.py --kernel "$probe_dir/probe.img" --cmdline probe -o "$probe_dir/bundle" >/dev/null
-    timeout 60 qemu-system-aarch64 -M virt,virtualization=on,gic-version=3 -cpu max -m 1G -nic none \
+    capture "$log" timeout 60 qemu-system-aarch64 -M virt,virtualization=on,gic-version=3 -cpu max -m 1G -nic none \
         -kernel "$(bash scripts/build-hv.sh aarch64 2>/dev/null)" -append guest=linux -initrd "$probe_dir/bundle" \
         -semihosting-config enable=on,target=native -display none -monitor none -serial stdio -no-reboot \
-        </dev/null >"$log.raw" 2>&1
+        </dev/null
     status=$?
-    tr -d '\r' <"$log.raw" >"$log"
     check "probe guest ran and powered off (status $status)" eval '[ "$status" = 0 ] && has "$log" "hv: guest called PSCI SYSTEM_OFF"'
     check "GICR_CTLR.EnableLPIs write refused" has_re "$log" \
         '^hv: guest write of 0x1 to GICR_CTLR at IPA 0x80a0000 refused: it would set GICR_CTLR.EnableLPIs'
@@ -420,5 +401,4 @@ else
     bad "building the probe guest"
 fi
 
-echo "$passed passed, $failed failed"
-[ "$failed" = 0 ]
+summary

@@ -4,38 +4,14 @@
 # Runs scripts/run.sh non-interactively on two CPU models and several RAM sizes.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-
-passed=0
-failed=0
-ok() {
-    passed=$((passed + 1))
-    printf '  ok    %s\n' "$*"
-}
-failing_logs=()
-bad() {
-    failed=$((failed + 1))
-    printf '  FAIL  %s\n' "$*"
-    [[ " ${failing_logs[*]} " == *" $log "* ]] || failing_logs+=("$log")
-}
-check() { # check DESCRIPTION COMMAND...
-    local what=$1
-    shift
-    if "$@"; then ok "$what"; else bad "$what"; fi
-}
+. scripts/lib/testlib.sh
 
 log=
 logdir=$(mktemp -d "${TMPDIR:-/tmp}/hv-x86-test.XXXXXX")
 trap 'rm -rf "$logdir"' EXIT
 
 # boot NAME ARGS... : runs hv, keeps the log (carriage returns stripped) and the status.
-boot() {
-    local name=$1
-    shift
-    scripts/run.sh --arch x86_64 --guest none --timeout 60 "$@" </dev/null >"$logdir/$name.raw" 2>&1
-    status=$?
-    tr -d '\r' <"$logdir/$name.raw" >"$logdir/$name.log"
-    log="$logdir/$name.log"
-}
+boot() { run_logged "$1" scripts/run.sh --arch x86_64 --guest none --timeout 60 "${@:2}"; }
 
 has() { grep -qE -- "$1" "$log"; }
 has_fixed() { grep -qF -- "$1" "$log"; }
@@ -125,12 +101,5 @@ check "fault: #PF reported with CR2 = the guard page" \
     has "^hv: FATAL: unexpected exception: vector 14 \(#PF page fault\), error code 0x0, CR2 $guard16$"
 check "fault: registers printed" has '^RIP: 0x0008:0x[0-9a-f]{16} RFLAGS: '
 
-if [ "$failed" -ne 0 ]; then
-    echo "logs of the runs with failures:"
-    for f in "${failing_logs[@]}"; do
-        echo "=== $f"
-        cat "$f"
-    done
-fi
-echo "x86_64 boot: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+show_failing_logs
+summary "x86_64 boot"

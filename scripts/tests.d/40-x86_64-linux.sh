@@ -7,38 +7,14 @@
 # with a non-zero status. Boots on -cpu max and -cpu EPYC.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-
-passed=0
-failed=0
-ok() {
-    passed=$((passed + 1))
-    printf '  ok    %s\n' "$*"
-}
-failing_logs=()
-bad() {
-    failed=$((failed + 1))
-    printf '  FAIL  %s\n' "$*"
-    [[ " ${failing_logs[*]} " == *" $log "* ]] || failing_logs+=("$log")
-}
-check() { # check DESCRIPTION COMMAND...
-    local what=$1
-    shift
-    if "$@"; then ok "$what"; else bad "$what"; fi
-}
+. scripts/lib/testlib.sh
 
 log=
 logdir=$(mktemp -d "${TMPDIR:-/tmp}/hv-x86-linux-test.XXXXXX")
 trap 'rm -rf "$logdir"' EXIT
 
 # boot NAME ARGS... : runs hv with the Linux guest, keeps the log (CR stripped) and the status.
-boot() {
-    local name=$1
-    shift
-    scripts/run.sh --arch x86_64 --guest linux --timeout 120 "$@" </dev/null >"$logdir/$name.raw" 2>&1
-    status=$?
-    tr -d '\r' <"$logdir/$name.raw" >"$logdir/$name.log"
-    log="$logdir/$name.log"
-}
+boot() { run_logged "$1" scripts/run.sh --arch x86_64 --guest linux --timeout 120 "${@:2}"; }
 
 has() { grep -qE -- "$1" "$log"; }
 has_fixed() { grep -qF -- "$1" "$log"; }
@@ -132,12 +108,5 @@ boot notkernel --kernel "$notkernel" --guest-cmd true
 check "notkernel: non-zero exit status, got $status" test "$status" != 0
 check "notkernel: hv says why" has '^hv: FATAL: cannot load the Linux guest: the guest kernel is not a bzImage'
 
-if [ "$failed" -ne 0 ]; then
-    echo "logs of the runs with failures:"
-    for f in "${failing_logs[@]}"; do
-        echo "=== $f"
-        cat "$f"
-    done
-fi
-echo "x86_64 linux: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+show_failing_logs
+summary "x86_64 linux"

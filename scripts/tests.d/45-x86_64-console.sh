@@ -16,38 +16,14 @@
 # (run.sh --guest test) calls every hypercall and must end with 0 failed.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-
-passed=0
-failed=0
-ok() {
-    passed=$((passed + 1))
-    printf '  ok    %s\n' "$*"
-}
-failing_logs=()
-bad() {
-    failed=$((failed + 1))
-    printf '  FAIL  %s\n' "$*"
-    [[ " ${failing_logs[*]} " == *" $log "* ]] || failing_logs+=("$log")
-}
-check() { # check DESCRIPTION COMMAND...
-    local what=$1
-    shift
-    if "$@"; then ok "$what"; else bad "$what"; fi
-}
+. scripts/lib/testlib.sh
 
 log=
 logdir=$(mktemp -d "${TMPDIR:-/tmp}/hv-x86-console-test.XXXXXX")
 trap 'rm -rf "$logdir"' EXIT
 
 # boot NAME ARGS... : runs hv with the Linux guest, keeps the log (CR stripped) and the status.
-boot() {
-    local name=$1
-    shift
-    scripts/run.sh --arch x86_64 --guest linux --timeout 240 "$@" </dev/null >"$logdir/$name.raw" 2>&1
-    status=$?
-    tr -d '\r' <"$logdir/$name.raw" >"$logdir/$name.log"
-    log="$logdir/$name.log"
-}
+boot() { run_logged "$1" scripts/run.sh --arch x86_64 --guest linux --timeout 240 "${@:2}"; }
 
 has() { grep -qE -- "$1" "$log"; }
 has_fixed() { grep -qF -- "$1" "$log"; }
@@ -375,12 +351,5 @@ grep -E '^FAIL ' "$log" | sed 's/^/    /'
 check "testguest: no FAIL line" lacks '^FAIL '
 check "testguest: 'testguest: N passed, 0 failed'" has '^testguest: [0-9]+ passed, 0 failed'
 
-if [ "$failed" -ne 0 ]; then
-    echo "logs of the runs with failures:"
-    for f in "${failing_logs[@]}"; do
-        echo "=== $f"
-        cat "$f"
-    done
-fi
-echo "x86_64 console: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+show_failing_logs
+summary "x86_64 console"

@@ -13,22 +13,10 @@
 #    --guest test this part prints 'SKIPPED testguest: ...' and passes.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
+. scripts/lib/testlib.sh
 
-passed=0
-failed=0
-ok() {
-    passed=$((passed + 1))
-    printf '  ok    %s\n' "$*"
-}
-bad() {
-    failed=$((failed + 1))
-    printf '  FAIL  %s\n' "$*"
+on_failed_check() {
     [ -z "${log:-}" ] || { echo "    --- last lines of $log:"; tail -n 15 "$log" | sed 's/^/    /'; }
-}
-check() { # check DESCRIPTION COMMAND...
-    local what=$1
-    shift
-    if "$@"; then ok "$what"; else bad "$what"; fi
 }
 
 logdir=$(mktemp -d "${TMPDIR:-/tmp}/hv-testguest.XXXXXX")
@@ -40,13 +28,7 @@ lacks() { ! grep -qE -- "$1" "$log"; }
 
 # qemu_bare NAME ARGS...: QEMU without hv, serial log (CR stripped) in $log, exit status in $status.
 qemu_bare() {
-    local name=$1
-    shift
-    timeout --foreground -k 5 60 "$@" -display none -monitor none -serial stdio -no-reboot </dev/null \
-        >"$logdir/$name.raw" 2>&1
-    status=$?
-    tr -d '\r' <"$logdir/$name.raw" >"$logdir/$name.log"
-    log="$logdir/$name.log"
+    run_logged "$1" timeout --foreground -k 5 60 "${@:2}" -display none -monitor none -serial stdio -no-reboot
 }
 
 selftest_ok() {
@@ -124,10 +106,7 @@ if [ "$probe" = 2 ] && grep -qE "guest (test|'test')|expected none, linux" "$log
 else
     for arch in aarch64 x86_64; do
         echo "--- $arch: scripts/run.sh --arch $arch --guest test"
-        scripts/run.sh --arch "$arch" --guest test --timeout 300 </dev/null >"$logdir/hv-$arch.raw" 2>&1
-        status=$?
-        tr -d '\r' <"$logdir/hv-$arch.raw" >"$logdir/hv-$arch.log"
-        log="$logdir/hv-$arch.log"
+        run_logged "hv-$arch" scripts/run.sh --arch "$arch" --guest test --timeout 300
         check "$arch under hv: run.sh status 0 (guest powered off through hv), got $status" test "$status" = 0
         check "$arch under hv: 'testguest: N passed, 0 failed'" \
             has '^testguest: [0-9]+ passed, 0 failed( \([0-9]+ skipped\))?$'
@@ -141,5 +120,4 @@ else
     done
 fi
 
-echo "testguest tests: $passed passed, $failed failed"
-[ "$failed" = 0 ]
+summary "testguest tests"

@@ -28,13 +28,13 @@ use hv::guest::layout::{self, GuestLayout, LayoutRequest, DTB_SLOT};
 use hv::guest::stage2;
 use hv::guest::{MemRange, Named};
 use hv::hypercall::doorbell;
-use hv::mem::TableSpace;
+use hv::mem::{GuestRam, TableSpace};
 use pagewalk::arm64::Stage2;
 use pagewalk::Format;
 
 use super::boot::{self, HvTables, Layout, FRAMES};
 use super::el2::GuestEl2;
-use super::hvconsole::{self, GuestRam, Stage2View, Target, GUEST_RAM_WINDOW};
+use super::hvconsole::{self, Stage2View, Target, GUEST_RAM_WINDOW};
 use super::platform::{self, Platform, Range};
 use super::sysreg::Features;
 use super::{cache, console, fatal, gicr, smp};
@@ -199,7 +199,7 @@ pub fn run_linux(
     );
     // SAFETY: exactly these ranges were mapped RW at the window just above, in
     // the tables hv runs on; hv keeps no reference into them.
-    hv_console.ram = unsafe { GuestRam::new(plan.ram.clone()) };
+    hv_console.ram = unsafe { GuestRam::new(GUEST_RAM_WINDOW, plan.ram.clone()) };
     hv_console.mark_guest_ram_window();
     hv_console.hv_owned = hv_owned.clone();
     hv_console.stage2 = Some(Stage2View {

@@ -27,17 +27,17 @@ use alloc::vec::Vec;
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use hv::console::{self, ConsoleTarget, NotAvailable, TableFormat, TableView, Verdict, Views, WxNote};
-use hv::guest::{MemRange, Named};
+use hv::console::{self, ConsoleTarget, NotAvailable, TableFormat, TableView, Verdict, Views, WxNote, NO_GUEST_YET};
+use hv::guest::Named;
 use hv::hypercall::doorbell::{self, Doorbell};
-use hv::hypercall::guest_mem::{GuestMemError, GuestMemory, PhysMemory, Stage2Memory};
+use hv::hypercall::guest_mem::{GuestMemError, GuestMemory, Stage2Memory};
 use hv::hypercall::{Call, CallContext, Conduit, Hypercalls, Privilege};
 use hv::introspect::arm64::TTBR_BADDR_MASK;
 use hv::introspect::{Arm64GuestRegs, GuestIntrospection, GuestPhysMemory, GuestStage1};
-use hv::mem::DirectMap;
+use hv::mem::{DirectMap, GuestRam};
 use hv::selfcheck::{self, Region};
 use pagewalk::arm64::{Stage1, Stage2};
-use pagewalk::{AddrRange, Format, ReadFault, TableMemory};
+use pagewalk::{AddrRange, Format};
 use ptdump::Marker;
 use spin::{Mutex, Once};
 
@@ -50,77 +50,6 @@ use super::{console as uart, gicr};
 /// Where hv's tables map guest RAM: VA = this + PA. hv's EL2 VA space is 48
 /// bits; guest RAM is below 2^47 on every platform hv supports.
 pub const GUEST_RAM_WINDOW: u64 = 1 << 47;
-
-/// Guest RAM (IPA = PA: the stage-2 is an identity map) through hv's window.
-/// Every access must lie inside one of the ranges hv mapped; anything else
-/// (a device, hv's own memory) is refused, never touched.
-pub struct GuestRam {
-    ranges: Vec<MemRange>,
-}
-
-impl GuestRam {
-    /// No guest RAM (before the guest is loaded).
-    pub const fn none() -> GuestRam {
-        GuestRam { ranges: Vec::new() }
-    }
-
-    /// # Safety
-    /// Each range must be guest RAM that hv's active tables map RW at
-    /// [`GUEST_RAM_WINDOW`] + PA for as long as this value is used; hv holds
-    /// no Rust reference into it (the guest changes it at any time).
-    pub unsafe fn new(ranges: Vec<MemRange>) -> GuestRam {
-        GuestRam { ranges }
-    }
-
-    pub fn ranges(&self) -> &[MemRange] {
-        &self.ranges
-    }
-
-    /// Whether one guest RAM range holds all of `[pa, pa + len)`.
-    pub fn holds(&self, pa: u64, len: u64) -> bool {
-        if len == 0 {
-            return true;
-        }
-        MemRange::from_len(pa, len).is_some_and(|want| self.ranges.iter().any(|r| r.covers(&want)))
-    }
-
-    /// hv's address of `[pa, pa + len)`, if one mapped range holds all of it.
-    fn window(&self, pa: u64, len: usize) -> Option<*mut u8> {
-        (len > 0 && self.holds(pa, len as u64)).then(|| (GUEST_RAM_WINDOW + pa) as usize as *mut u8)
-    }
-}
-
-impl TableMemory for GuestRam {
-    fn read_u64(&self, pa: u64) -> Result<u64, ReadFault> {
-        match self.window(pa, 8) {
-            // SAFETY: `window` keeps the 8 bytes inside a range `new`'s caller
-            // promised is mapped; aligned (checked) so the read is one access.
-            Some(ptr) if pa.is_multiple_of(8) => Ok(unsafe { ptr.cast::<u64>().read_volatile() }),
-            _ => Err(ReadFault { addr: pa }),
-        }
-    }
-}
-
-impl PhysMemory for &GuestRam {
-    fn read(&self, pa: u64, buf: &mut [u8]) -> Result<(), GuestMemError> {
-        if buf.is_empty() {
-            return Ok(());
-        }
-        let src = self.window(pa, buf.len()).ok_or(GuestMemError::PhysFault { pa })?;
-        // SAFETY: `window` keeps the bytes inside mapped guest RAM; `buf` is hv's, so they do not overlap.
-        unsafe { core::ptr::copy_nonoverlapping(src, buf.as_mut_ptr(), buf.len()) };
-        Ok(())
-    }
-    fn write(&mut self, pa: u64, data: &[u8]) -> Result<(), GuestMemError> {
-        if data.is_empty() {
-            return Ok(());
-        }
-        let dst = self.window(pa, data.len()).ok_or(GuestMemError::PhysFault { pa })?;
-        // SAFETY: as in `read`; the window is mapped writable.
-        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), dst, data.len()) };
-        Ok(())
-    }
-}
 
 /// Guest memory for hypercall buffers: the stage-2 checks of
 /// [`Stage2Memory`] (mapped, permitted, not hv's), then guest RAM only. A
@@ -191,7 +120,7 @@ impl Console {
             hv_markers: selfcheck::region_markers(HV_TABLES_TITLE, range.start, &tables.regions).collect(),
             stage2: None,
             hv_owned,
-            ram: GuestRam::none(),
+            ram: GuestRam::none(GUEST_RAM_WINDOW),
         }
     }
 
@@ -331,9 +260,6 @@ impl<'c> Target<'c> {
     }
 }
 
-const NO_GUEST_YET: NotAvailable = NotAvailable {
-    reason: "the guest has not started yet (hv's boot log runs before it)",
-};
 const NO_STAGE2: NotAvailable = NotAvailable {
     reason: "there is no stage-2: hv runs without a guest (guest=none) or has not built it yet",
 };
@@ -463,17 +389,9 @@ impl ConsoleTarget for Target<'_> {
     }
 }
 
-/// Runs one console command for hv's boot log, framed so the log shows
-/// which lines the engine produced: `hv> CMD` before, `hv> CMD: ok|FAILED` after.
+/// Runs one console command for hv's boot log on the UART (see [`console::boot_log`]).
 pub fn boot_log(target: &dyn ConsoleTarget, line: &str) -> Verdict {
-    uart::with(|out| {
-        let _ = writeln!(out, "hv> {line}");
-        // The UART never refuses a write; a failed command is the engine's verdict.
-        let verdict = console::run_to_end(target, line, out).unwrap_or(Verdict::Failed);
-        let word = if verdict == Verdict::Ok { "ok" } else { "FAILED" };
-        let _ = writeln!(out, "hv> {line}: {word}");
-        verdict
-    })
+    uart::with(|out| console::boot_log(target, line, out))
 }
 
 /// hv's check of its own tables, through the console engine: `ptdump hv`

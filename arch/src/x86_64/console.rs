@@ -17,13 +17,12 @@
 use alloc::vec::Vec;
 use core::fmt::{self, Write};
 
-use hv::console::{self, ConsoleTarget, NotAvailable, TableFormat, TableView, Verdict, Views};
-use hv::guest::{MemRange, Named};
-use hv::hypercall::guest_mem::{GuestMemError, PhysMemory};
+use hv::console::{self, ConsoleTarget, NotAvailable, TableFormat, TableView, Verdict, Views, NO_GUEST_YET};
+use hv::guest::Named;
 use hv::introspect::{GuestIntrospection, GuestPhysMemory, GuestStage1, X86GuestRegs};
-use hv::mem::DirectMap;
+use hv::mem::{DirectMap, GuestRam};
 use pagewalk::x86::{Npt, X86_64};
-use pagewalk::{AddrRange, ReadFault, TableMemory};
+use pagewalk::AddrRange;
 use ptdump::Marker;
 
 use super::serial;
@@ -31,68 +30,6 @@ use super::serial;
 /// Where hv's tables map guest RAM: VA = this + PA (the first upper-half
 /// address; 128 TiB of room, far more than any guest's RAM).
 pub const GUEST_RAM_WINDOW: u64 = 0xffff_8000_0000_0000;
-
-/// Guest RAM (GPA = PA: the NPT is an identity map) through hv's window.
-/// Every access must lie inside one of the ranges hv mapped; anything else
-/// (device space, hv's own memory, the VGA hole) is refused, never touched.
-pub struct GuestRam {
-    ranges: Vec<MemRange>,
-}
-
-impl GuestRam {
-    /// # Safety
-    /// Each range must be guest RAM that hv's active tables map RW at
-    /// [`GUEST_RAM_WINDOW`] + PA for as long as this value is used; hv holds
-    /// no Rust reference into it (the guest changes it at any time).
-    pub unsafe fn new(ranges: Vec<MemRange>) -> GuestRam {
-        GuestRam { ranges }
-    }
-
-    pub fn ranges(&self) -> &[MemRange] {
-        &self.ranges
-    }
-
-    /// hv's address of `[pa, pa + len)`, if one mapped range holds all of it.
-    fn window(&self, pa: u64, len: usize) -> Option<*mut u8> {
-        let want = MemRange::from_len(pa, len as u64)?;
-        self.ranges
-            .iter()
-            .any(|r| r.covers(&want))
-            .then(|| (GUEST_RAM_WINDOW + pa) as usize as *mut u8)
-    }
-}
-
-impl TableMemory for GuestRam {
-    fn read_u64(&self, pa: u64) -> Result<u64, ReadFault> {
-        match self.window(pa, 8) {
-            // SAFETY: `window` keeps the 8 bytes inside a range `new`'s caller
-            // promised is mapped; aligned (checked) so the read is one access.
-            Some(ptr) if pa.is_multiple_of(8) => Ok(unsafe { ptr.cast::<u64>().read_volatile() }),
-            _ => Err(ReadFault { addr: pa }),
-        }
-    }
-}
-
-impl PhysMemory for &GuestRam {
-    fn read(&self, pa: u64, buf: &mut [u8]) -> Result<(), GuestMemError> {
-        if buf.is_empty() {
-            return Ok(());
-        }
-        let src = self.window(pa, buf.len()).ok_or(GuestMemError::PhysFault { pa })?;
-        // SAFETY: `window` keeps the bytes inside mapped guest RAM; `buf` is hv's, so they do not overlap.
-        unsafe { core::ptr::copy_nonoverlapping(src, buf.as_mut_ptr(), buf.len()) };
-        Ok(())
-    }
-    fn write(&mut self, pa: u64, data: &[u8]) -> Result<(), GuestMemError> {
-        if data.is_empty() {
-            return Ok(());
-        }
-        let dst = self.window(pa, data.len()).ok_or(GuestMemError::PhysFault { pa })?;
-        // SAFETY: as in `read`; the window is mapped writable.
-        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), dst, data.len()) };
-        Ok(())
-    }
-}
 
 /// One set of tables hv keeps: format, where they live, root, markers.
 pub struct Tables<F> {
@@ -170,9 +107,6 @@ impl<'c> Target<'c> {
     }
 }
 
-const NO_GUEST_YET: NotAvailable = NotAvailable {
-    reason: "the guest has not started yet (hv's boot log runs before it)",
-};
 const NO_NPT: NotAvailable = NotAvailable {
     reason: "there is no NPT: hv runs without a guest (guest=none) or has not built it yet",
 };
@@ -267,15 +201,7 @@ impl ConsoleTarget for Target<'_> {
     }
 }
 
-/// Runs one console command for hv's boot log, framed so the log shows
-/// which lines the engine produced: `hv> CMD` before, `hv> CMD: ok|FAILED` after.
+/// Runs one console command for hv's boot log on the serial port (see [`console::boot_log`]).
 pub fn boot_log(target: &dyn ConsoleTarget, line: &str) -> Verdict {
-    serial::with_console(|out| {
-        let _ = writeln!(out, "hv> {line}");
-        // The UART never refuses a write; a failed command is the engine's verdict.
-        let verdict = console::run_to_end(target, line, out).unwrap_or(Verdict::Failed);
-        let word = if verdict == Verdict::Ok { "ok" } else { "FAILED" };
-        let _ = writeln!(out, "hv> {line}: {word}");
-        verdict
-    })
+    serial::with_console(|out| console::boot_log(target, line, out))
 }

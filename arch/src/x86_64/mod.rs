@@ -22,7 +22,7 @@ use buddy_system_allocator::LockedHeap;
 use hv::cmdline::{self, Config};
 use hv::console::Verdict;
 use hv::guest::{MemRange, Named};
-use hv::mem::{DirectMap, Frames, TableSpace};
+use hv::mem::{DirectMap, Frames, GuestRam, TableSpace};
 use hv::selfcheck::{self, Expect, Region};
 use log::{info, warn};
 use mm::PhysAddr;
@@ -31,7 +31,7 @@ use pagewalk::{AddrRange, PAGE_SIZE};
 use x86::cpuid::CpuId;
 
 use boot::ImageLayout;
-use console::{Console, GuestRam, Target, GUEST_RAM_WINDOW};
+use console::{Console, Target, GUEST_RAM_WINDOW};
 use guest::{Guest, SvmPages};
 use linux::LinuxBoot;
 use paging::{CpuPaging, HvRegions};
@@ -172,7 +172,7 @@ extern "C" fn hv_x86_64_main(start_info_paddr: u64) -> ! {
         not_for_buffers: hv_owned,
         // SAFETY: `paging::build` mapped exactly these ranges RW at the
         // window in the tables now active; hv keeps no reference into them.
-        ram: unsafe { GuestRam::new(guest_ram) },
+        ram: unsafe { GuestRam::new(GUEST_RAM_WINDOW, guest_ram) },
         phys_bits: u32::from(cpu.phys_bits),
         layout: layout(&image, &regions),
     };

@@ -82,6 +82,11 @@ pub struct NotAvailable {
     pub reason: &'static str,
 }
 
+/// Why `ptdump guest` / `wx guest` cannot run from hv's boot log.
+pub const NO_GUEST_YET: NotAvailable = NotAvailable {
+    reason: "the guest has not started yet (hv's boot log runs before it)",
+};
+
 /// Most parts one set of tables has: the guest's stage-1 is two halves
 /// (arm64 TTBR0_EL1 / TTBR1_EL1; x86 CR3's user and kernel halves).
 pub const MAX_PARTS: usize = 2;
@@ -362,4 +367,15 @@ pub fn run_to_end(target: &dyn ConsoleTarget, line: &str, out: &mut dyn Write) -
             StepOutcome::Done(verdict) => return Ok(verdict),
         }
     }
+}
+
+/// Runs one console command for hv's boot log, framed so the log shows
+/// which lines the engine produced: `hv> CMD` before, `hv> CMD: ok|FAILED` after.
+pub fn boot_log(target: &dyn ConsoleTarget, line: &str, out: &mut dyn Write) -> Verdict {
+    let _ = writeln!(out, "hv> {line}");
+    // The UART never refuses a write; a failed command is the engine's verdict.
+    let verdict = run_to_end(target, line, out).unwrap_or(Verdict::Failed);
+    let word = if verdict == Verdict::Ok { "ok" } else { "FAILED" };
+    let _ = writeln!(out, "hv> {line}: {word}");
+    verdict
 }
