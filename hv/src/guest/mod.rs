@@ -90,35 +90,17 @@ impl<'a> Named<'a> {
 }
 
 /// CRC-32 (IEEE 802.3, reflected, as zlib's `crc32`), for the bundle format.
+/// crc32fast's slice-by-16 code is several times faster than a byte-wise
+/// table, which matters when hv checks a 30+ MB guest bundle under TCG.
 pub fn crc32(bytes: &[u8]) -> u32 {
     crc32_update(0, bytes)
 }
 
 /// Continues a CRC-32 over more bytes: `crc32_update(crc32(a), b) == crc32(a ++ b)`.
 pub fn crc32_update(crc: u32, bytes: &[u8]) -> u32 {
-    let mut c = !crc;
-    for &b in bytes {
-        c = CRC32_TABLE[((c ^ b as u32) & 0xff) as usize] ^ (c >> 8);
-    }
-    !c
-}
-
-const CRC32_TABLE: [u32; 256] = crc32_table();
-
-const fn crc32_table() -> [u32; 256] {
-    let mut table = [0u32; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut c = i as u32;
-        let mut k = 0;
-        while k < 8 {
-            c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
-            k += 1;
-        }
-        table[i] = c;
-        i += 1;
-    }
-    table
+    let mut hasher = crc32fast::Hasher::new_with_initial(crc);
+    hasher.update(bytes);
+    hasher.finalize()
 }
 
 #[cfg(test)]
