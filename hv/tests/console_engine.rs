@@ -5,8 +5,13 @@ mod console_common;
 
 use console_common::*;
 use hv::console::job::{Job, StepOutcome};
-use hv::console::{parse, run_to_end, Command, ParseError, Tables, UserRange, Verdict, Views};
-use pagewalk::AddrRange;
+use hv::console::session::{Session, SessionState, CALL_TABLES};
+use hv::console::{
+    parse, run_to_end, Command, ParseError, TableFormat, TableView, Tables, UserRange, Verdict, ViewPart, Views, WxNote,
+};
+use mm::TableBuilder;
+use pagewalk::{AddrRange, TableMemoryMut, Visitor};
+use ptdump::WxOptions;
 
 fn run(target: &ViewTarget<'_>, line: &str) -> (Verdict, String) {
     let mut out = String::new();
@@ -250,6 +255,194 @@ fn wx_runs_linux_check_on_hv_tables() {
     let (verdict, out) = run(&target, "wx hv");
     assert_eq!(verdict, Verdict::Ok, "{out}");
     assert_eq!(out, "x86/mm: Checked W+X mappings: passed, no W+X pages found.\n");
+}
+
+/// One whole W+X check straight from ptdump, listing every range as the
+/// console does (the reference the sliced checks must equal).
+fn reference_wx(view: &TableView<'_>, range: AddrRange) -> String {
+    let mut out = String::new();
+    let options = WxOptions {
+        list_all: true,
+        ..WxOptions::default()
+    };
+    let (mem, root) = (view.mem, view.root);
+    match &view.format {
+        TableFormat::Arm64Stage1(f) => ptdump::arm64::check_wx_with(&mut out, f, mem, root, range, &options),
+        TableFormat::X86_64(f) => ptdump::x86::check_wx_with(&mut out, f, mem, root, range, &options),
+        _ => panic!("not a stage-1 view"),
+    }
+    .unwrap();
+    out
+}
+
+/// Tables the walk of `view` enters.
+fn tables_in(view: &TableView<'_>) -> u64 {
+    struct Nothing;
+    impl Visitor for Nothing {
+        fn leaf(&mut self, _: &pagewalk::Leaf) -> pagewalk::Flow {
+            pagewalk::Flow::Continue
+        }
+    }
+    pagewalk::walk(view.format.as_format(), view.mem, view.root, view.range, &mut Nothing).tables
+}
+
+/// hv-like tables that fail the check every way: the fixture's W+X page, a
+/// run of W+X pages across a page-table boundary (so across a slice
+/// boundary: slices start at tables), and two unreadable tables.
+fn failing_hv_tables() -> HvTables {
+    let mut hv = hv_tables(true);
+    let b = TableBuilder::with_root(&hv.format, mm::PhysAddr(hv.root));
+    for page in 0..8u64 {
+        let va = 0xa01f_c000 + page * 0x1000;
+        b.map(&mut hv.arena, va, va, 0x1000, &normal(RWX)).unwrap();
+    }
+    // Root entries 1 and 3 (512 GiB each) point at tables outside memory.
+    hv.arena.write_u64(hv.root + 8, 0x1000 | 3).unwrap();
+    hv.arena.write_u64(hv.root + 3 * 8, 0x2000 | 3).unwrap();
+    hv
+}
+
+#[test]
+fn wx_slices_equal_one_whole_check() {
+    let clean = hv_tables(false);
+    let failing = failing_hv_tables();
+    let x86 = x86_tables();
+    let cases = [
+        (clean.view(), Verdict::Ok),
+        (failing.view(), Verdict::Failed),
+        (x86.view(), Verdict::Ok),
+    ];
+    for (view, expected) in cases {
+        let target = ViewTarget::new(view, None);
+        let reference = reference_wx(&view, view.range);
+        let (verdict, whole) = run(&target, "wx hv");
+        assert_eq!((verdict, &whole), (expected, &reference));
+        let mut most_steps = 0;
+        for budget in [6, 7, 8, 9, 13, 32, 1000] {
+            let (verdict, sliced, steps) = run_sliced(&target, "wx hv", budget);
+            assert_eq!(verdict, expected);
+            assert_eq!(sliced, reference, "budget {budget}");
+            most_steps = most_steps.max(steps);
+        }
+        // The small budgets really did cut the check into many slices.
+        assert!(most_steps > 5, "{most_steps}");
+    }
+    let reference = reference_wx(&failing.view(), failing.view().range);
+    assert_eq!(
+        reference,
+        "\
+arm64/mm: Found insecure W+X mapping at address 0000000040300000/0x40300000
+0x0000000040300000-0x0000000040301000           4K PTE       RW x  SHD AF                   MEM/NORMAL
+arm64/mm: Found insecure W+X mapping at address 00000000a01fc000/0xa01fc000
+0x00000000a01fc000-0x00000000a0204000          32K PTE       RW x  SHD AF                   MEM/NORMAL
+arm64/mm: Cannot check entry at address 0000008000000000/0x8000000000: next table at 0x1000 is not readable raw=0x0000000000001003
+0x0000008000000000-0x0000010000000000         512G PGD BAD next table at 0x1000 is not readable raw=0x0000000000001003
+arm64/mm: Cannot check entry at address 0000018000000000/0x18000000000: next table at 0x2000 is not readable raw=0x0000000000002003
+0x0000018000000000-0x0000020000000000         512G PGD BAD next table at 0x2000 is not readable raw=0x0000000000002003
+Checked W+X mappings: FAILED, 9 W+X pages found, 0 non-UXN pages found, 2 bad entries
+"
+    );
+}
+
+/// The parts of a guest: `wx` checks only the kernel's, after its header and note.
+#[test]
+fn wx_guest_checks_the_kernel_part_in_slices() {
+    let x86 = x86_tables();
+    let hv = hv_tables(false);
+    let user = AddrRange::new(0, Some(0x8000_0000_0000)).unwrap();
+    let kernel = AddrRange::new(0xffff_8000_0000_0000, None).unwrap();
+    let part = |name, range, wx, wx_note| {
+        Some(ViewPart {
+            name,
+            range,
+            tables: Ok(TableView { range, ..x86.view() }),
+            wx,
+            wx_note,
+        })
+    };
+    let note = WxNote {
+        text: "a note that fails the check",
+        fails: true,
+    };
+    let mut target = ViewTarget::new(hv.view(), None);
+    target.guest = Ok(Views::new([
+        part("CR3 user half", user, false, None),
+        part("CR3 kernel half", kernel, true, Some(note)),
+    ]));
+    let reference = format!(
+        "hv: wx guest: Linux's check covers the kernel's mappings: CR3 kernel half {kernel}\n\
+         hv: a note that fails the check\n{}",
+        reference_wx(&x86.view(), kernel)
+    );
+    assert!(reference.ends_with("x86/mm: Checked W+X mappings: passed, no W+X pages found.\n"));
+    for budget in [6, 7, 9, 1000] {
+        let (verdict, out, _) = run_sliced(&target, "wx guest", budget);
+        assert_eq!(verdict, Verdict::Failed, "the note fails the check");
+        assert_eq!(out, reference, "budget {budget}");
+    }
+}
+
+/// Through a session, as the hypercalls and the doorbell run it: each call
+/// walks a bounded number of tables, and a command limit stops the check
+/// with its message and a failed verdict.
+#[test]
+fn wx_through_a_session_is_bounded_per_call_and_per_command() {
+    let failing = failing_hv_tables();
+    let counting = Counting::new(&failing.arena);
+    let view = TableView {
+        mem: &counting,
+        ..failing.view()
+    };
+    let target = ViewTarget::new(view, None);
+    let total = tables_in(&view);
+    assert!(total > CALL_TABLES, "{total}");
+
+    let mut session = Session::new();
+    session.start(&target, "wx hv");
+    let (mut calls, mut most_reads) = (0, 0);
+    let verdict = loop {
+        calls += 1;
+        let before = counting.reads.get();
+        let state = session.produce(&target, usize::MAX);
+        most_reads = most_reads.max(counting.reads.get() - before);
+        if let SessionState::Done { verdict, .. } = state {
+            break verdict;
+        }
+    };
+    assert_eq!(verdict, Verdict::Failed);
+    assert_eq!(session.output_from(0), reference_wx(&view, view.range).as_bytes());
+    // Two walks of CALL_TABLES tables plus the path down, 512 entries each.
+    assert!(most_reads <= 2 * (CALL_TABLES + 5) * 512, "{most_reads}");
+    assert!(calls >= 2, "{calls} calls for {total} tables");
+
+    let mut session = Session::new();
+    session.set_table_limit(20);
+    session.start(&target, "wx hv");
+    let verdict = loop {
+        if let SessionState::Done { verdict, .. } = session.produce(&target, usize::MAX) {
+            break verdict;
+        }
+    };
+    assert_eq!(verdict, Verdict::Failed);
+    let out = String::from_utf8(session.output_from(0).to_vec()).unwrap();
+    let stop = out.find("hv: wx hv stopped after ").unwrap_or_else(|| panic!("{out}"));
+    let walked: u64 = out[stop + "hv: wx hv stopped after ".len()..]
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // The limit is checked between slices: at most one slice past it.
+    assert!((20..20 + CALL_TABLES + 5).contains(&walked), "{out}");
+    assert!(
+        out[stop..].contains(
+            " tables (the limit for one command); the rest is not checked\narm64/mm: Cannot check entry at address "
+        ),
+        "{out}"
+    );
+    assert!(out[stop..].contains(": walk budget exhausted; subtree not walked raw=0x0000000000000000\n"));
+    assert!(out.ends_with(" bad entries\n"), "{out}");
+    assert!(out.contains("Checked W+X mappings: FAILED, "), "{out}");
 }
 
 #[test]

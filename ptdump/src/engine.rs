@@ -5,10 +5,10 @@ use core::fmt::{self, Write};
 
 use pagewalk::{
     arm64 as a64, ept as e, walk_with, x86 as x, Access, AddrRange, BadEntry, BadReason, Flow, Format, Hole, Leaf,
-    Level, TableMemory, Visitor, WalkLimits,
+    Level, TableMemory, Visitor, WalkLimits, WalkSummary,
 };
 
-use crate::{DumpStats, LineCap, Marker, WxOptions, WxReport};
+use crate::{DumpStats, LineCap, Marker, WxReport};
 
 const PAGE_SIZE: u128 = 4096;
 
@@ -349,11 +349,13 @@ impl WxArch {
 
 /// A W+X check riding on the dumper.
 #[derive(Clone, Copy, Debug)]
-struct WxCheck {
-    arch: WxArch,
-    list_all: bool,
+pub(crate) struct WxCheck {
+    pub arch: WxArch,
+    pub list_all: bool,
 }
 
+/// What the W+X check keeps between ranges: the counts and Linux's
+/// `WARN_ONCE` "first message printed" flags.
 #[derive(Clone, Copy, Debug, Default)]
 struct WxState {
     report: WxReport,
@@ -379,10 +381,14 @@ struct Run {
     what: What,
 }
 
-struct Dumper<'o, 'm, W: Write + ?Sized> {
-    out: TrimWriter<'o, W>,
+/// Everything Linux's `note_page` keeps from one report to the next. It owns
+/// no borrowed data, so that one dump or check can be fed by several walks
+/// over consecutive sub-ranges (each walk bounded on its own) and print
+/// exactly what one walk over their union prints: the range being merged,
+/// the section and its line cap, the W+X counts and flags all carry over.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Notes {
     style: Style,
-    markers: &'m [Marker<'m>],
     next_marker: usize,
     started: bool,
     /// End of the last range fed, for markers that sit at the very end.
@@ -393,20 +399,27 @@ struct Dumper<'o, 'm, W: Write + ?Sized> {
     cap: LineCap,
     wx: Option<(WxCheck, WxState)>,
     stats: DumpStats,
+}
+
+/// [`Notes`] at work during one walk, with the writer and markers it is lent.
+struct Dumper<'a, 'm, W: Write + ?Sized> {
+    out: TrimWriter<'a, W>,
+    notes: &'a mut Notes,
+    markers: &'a [Marker<'m>],
     write_failed: bool,
 }
 
 impl<W: Write + ?Sized> Dumper<'_, '_, W> {
     fn feed(&mut self, piece: Run) -> fmt::Result {
-        if !self.started {
-            self.started = true;
+        if !self.notes.started {
+            self.notes.started = true;
             if let Some(first) = self.markers.first() {
                 self.print_marker(first)?;
-                self.next_marker = 1;
+                self.notes.next_marker = 1;
             }
         }
         let mut start = piece.start;
-        while let Some(marker) = self.markers.get(self.next_marker) {
+        while let Some(marker) = self.markers.get(self.notes.next_marker) {
             if u128::from(marker.addr) >= piece.end {
                 break;
             }
@@ -420,14 +433,14 @@ impl<W: Write + ?Sized> Dumper<'_, '_, W> {
             }
             self.flush()?;
             self.print_marker(marker)?;
-            self.next_marker += 1;
+            self.notes.next_marker += 1;
         }
-        self.last_end = piece.end;
+        self.notes.last_end = piece.end;
         self.merge(Run { start, ..piece })
     }
 
     fn merge(&mut self, piece: Run) -> fmt::Result {
-        if let Some(run) = &mut self.run {
+        if let Some(run) = &mut self.notes.run {
             let mergeable = !matches!(piece.what, What::Bad { .. });
             if mergeable && run.end == u128::from(piece.start) && run.level == piece.level && run.what == piece.what {
                 run.end = piece.end;
@@ -435,38 +448,38 @@ impl<W: Write + ?Sized> Dumper<'_, '_, W> {
             }
         }
         self.flush()?;
-        self.run = Some(piece);
+        self.notes.run = Some(piece);
         Ok(())
     }
 
     fn flush(&mut self) -> fmt::Result {
-        let Some(run) = self.run.take() else {
+        let Some(run) = self.notes.run.take() else {
             return Ok(());
         };
-        if self.print_lines {
+        if self.notes.print_lines {
             let print = match run.what {
                 // A diagnostic: never held back, and not counted against the cap.
                 What::Bad { .. } => {
-                    self.cap.write_skipped(self.out.inner())?;
+                    self.notes.cap.write_skipped(self.out.inner())?;
                     true
                 }
-                What::Hole { .. } | What::Leaf { .. } => self.cap.admit(),
+                What::Hole { .. } | What::Leaf { .. } => self.notes.cap.admit(),
             };
             if print {
                 self.write_line(&run)?;
-                self.stats.lines += 1;
+                self.notes.stats.lines += 1;
             } else {
-                self.stats.skipped += 1;
+                self.notes.stats.skipped += 1;
             }
         }
-        if self.wx.is_some() {
+        if self.notes.wx.is_some() {
             self.judge_wx(&run)?;
         }
         Ok(())
     }
 
     fn write_line(&mut self, run: &Run) -> fmt::Result {
-        let style = self.style;
+        let style = self.notes.style;
         let w: &mut dyn Write = &mut self.out;
         style.write_range(w, run.start, run.end)?;
         match run.what {
@@ -483,16 +496,16 @@ impl<W: Write + ?Sized> Dumper<'_, '_, W> {
     /// Ends the current section (its skip line, if it held lines back) and
     /// opens `marker`'s.
     fn print_marker(&mut self, marker: &Marker<'_>) -> fmt::Result {
-        self.cap.write_skipped(self.out.inner())?;
-        self.cap = LineCap::new(marker.max_lines());
-        self.stats.markers += 1;
+        self.notes.cap.write_skipped(self.out.inner())?;
+        self.notes.cap = LineCap::new(marker.max_lines());
+        self.notes.stats.markers += 1;
         writeln!(self.out, "---[ {} ]---", marker.name)
     }
 
     /// Linux's `note_prot_uxn` / `note_prot_wx` (arm64) and `note_wx` (x86),
     /// on effective rights, for one finished range.
     fn judge_wx(&mut self, run: &Run) -> fmt::Result {
-        let Some((check, mut state)) = self.wx else {
+        let Some((check, mut state)) = self.notes.wx else {
             return Ok(());
         };
         let prefix = check.arch.prefix();
@@ -541,25 +554,30 @@ impl<W: Write + ?Sized> Dumper<'_, '_, W> {
             }
             What::Hole { .. } => {}
         }
-        self.wx = Some((check, state));
+        self.notes.wx = Some((check, state));
         Ok(())
     }
 
+    /// After the last walk: the last line, the markers at the very end, the
+    /// last section's skip line and (for a W+X check) Linux's verdict.
     fn finish(&mut self) -> fmt::Result {
         self.flush()?;
-        if !self.started {
-            return Ok(());
-        }
-        while let Some(marker) = self.markers.get(self.next_marker) {
-            if u128::from(marker.addr) > self.last_end {
-                break;
+        if self.notes.started {
+            while let Some(marker) = self.markers.get(self.notes.next_marker) {
+                if u128::from(marker.addr) > self.notes.last_end {
+                    break;
+                }
+                self.print_marker(marker)?;
+                self.notes.next_marker += 1;
             }
-            self.print_marker(marker)?;
-            self.next_marker += 1;
+            // The end of the dump ends the last section too (Linux, whose last
+            // section is never capped, has nothing to say here).
+            self.notes.cap.write_skipped(self.out.inner())?;
         }
-        // The end of the dump ends the last section too (Linux, whose last
-        // section is never capped, has nothing to say here).
-        self.cap.write_skipped(self.out.inner())
+        match self.notes.wx {
+            Some((check, state)) => write_verdict(&mut self.out, check.arch, &state.report),
+            None => Ok(()),
+        }
     }
 
     fn step(&mut self, result: fmt::Result) -> Flow {
@@ -584,9 +602,9 @@ fn piece(addr: u64, size: u64, level: Level, what: What) -> Run {
 
 impl<W: Write + ?Sized> Visitor for Dumper<'_, '_, W> {
     fn leaf(&mut self, leaf: &Leaf) -> Flow {
-        self.stats.leaves += 1;
+        self.notes.stats.leaves += 1;
         let what = What::Leaf {
-            key: self.style.leaf_key(leaf),
+            key: self.notes.style.leaf_key(leaf),
             access: leaf.access,
         };
         let result = self.feed(piece(leaf.addr, leaf.size, leaf.level, what));
@@ -594,17 +612,17 @@ impl<W: Write + ?Sized> Visitor for Dumper<'_, '_, W> {
     }
 
     fn hole(&mut self, hole: &Hole) -> Flow {
-        self.stats.holes += 1;
+        self.notes.stats.holes += 1;
         let what = What::Hole {
-            key: self.style.hole_key(hole),
+            key: self.notes.style.hole_key(hole),
         };
         let result = self.feed(piece(hole.addr, hole.size, hole.level, what));
         self.step(result)
     }
 
     fn bad(&mut self, bad: &BadEntry) -> Flow {
-        self.stats.bad_entries += 1;
-        if let Some((_, state)) = &mut self.wx {
+        self.notes.stats.bad_entries += 1;
+        if let Some((_, state)) = &mut self.notes.wx {
             state.report.bad_entries += 1;
         }
         let what = What::Bad {
@@ -616,64 +634,83 @@ impl<W: Write + ?Sized> Visitor for Dumper<'_, '_, W> {
     }
 }
 
-/// What one call of [`run`] does.
-enum Mode {
-    /// Print the dump.
-    Dump,
-    /// Print only the W+X messages and the verdict.
-    CheckWx(WxCheck),
-}
-
-/// Walks `range` and dumps it or W+X-checks it in `style`.
-#[allow(clippy::too_many_arguments)]
-fn run<W, F, M>(
-    out: &mut W,
-    format: &F,
-    mem: &M,
-    root: u64,
-    range: AddrRange,
-    markers: &[Marker<'_>],
-    style: Style,
-    limits: WalkLimits,
-    mode: Mode,
-) -> Result<(DumpStats, WxReport), fmt::Error>
-where
-    W: Write + ?Sized,
-    F: Format + ?Sized,
-    M: TableMemory + ?Sized,
-{
-    let (print_lines, wx) = match mode {
-        Mode::Dump => (true, None),
-        Mode::CheckWx(check) => (false, Some((check, WxState::default()))),
-    };
-    let mut dumper = Dumper {
-        out: TrimWriter::new(out),
-        style,
-        markers,
-        next_marker: 0,
-        started: false,
-        last_end: 0,
-        run: None,
-        print_lines,
-        cap: LineCap::new(None),
-        wx,
-        stats: DumpStats::default(),
-        write_failed: false,
-    };
-    let summary = walk_with(format, mem, root, range, limits, &mut dumper);
-    if dumper.write_failed {
-        return Err(fmt::Error);
+impl Notes {
+    /// A dump printing every range line in `style`.
+    pub(crate) fn dump(style: Style) -> Notes {
+        Notes::new(style, true, None)
     }
-    dumper.finish()?;
-    dumper.stats.tables = summary.tables;
-    let report = match dumper.wx {
-        Some((check, state)) => {
-            write_verdict(&mut dumper.out, check.arch, &state.report)?;
-            state.report
+
+    /// A W+X check: prints only `check`'s messages and its verdict.
+    pub(crate) fn check_wx(style: Style, check: WxCheck) -> Notes {
+        Notes::new(style, false, Some((check, WxState::default())))
+    }
+
+    fn new(style: Style, print_lines: bool, wx: Option<(WxCheck, WxState)>) -> Notes {
+        Notes {
+            style,
+            next_marker: 0,
+            started: false,
+            last_end: 0,
+            run: None,
+            print_lines,
+            cap: LineCap::new(None),
+            wx,
+            stats: DumpStats::default(),
         }
-        None => WxReport::default(),
-    };
-    Ok((dumper.stats, report))
+    }
+
+    /// Walks `range` and notes what the walk reports. The last range stays
+    /// open (the next walk may continue it) until [`Notes::finish`]. Every
+    /// call must get the same `markers`, and ranges in ascending order.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn walk<W, F, M>(
+        &mut self,
+        out: &mut W,
+        format: &F,
+        mem: &M,
+        root: u64,
+        range: AddrRange,
+        markers: &[Marker<'_>],
+        limits: WalkLimits,
+    ) -> Result<WalkSummary, fmt::Error>
+    where
+        W: Write + ?Sized,
+        F: Format + ?Sized,
+        M: TableMemory + ?Sized,
+    {
+        let mut dumper = Dumper {
+            out: TrimWriter::new(out),
+            notes: self,
+            markers,
+            write_failed: false,
+        };
+        let summary = walk_with(format, mem, root, range, limits, &mut dumper);
+        if dumper.write_failed {
+            return Err(fmt::Error);
+        }
+        self.stats.tables += summary.tables;
+        Ok(summary)
+    }
+
+    /// Ends the output: see [`Dumper::finish`].
+    pub(crate) fn finish<W: Write + ?Sized>(&mut self, out: &mut W, markers: &[Marker<'_>]) -> fmt::Result {
+        Dumper {
+            out: TrimWriter::new(out),
+            notes: self,
+            markers,
+            write_failed: false,
+        }
+        .finish()
+    }
+
+    pub(crate) fn stats(&self) -> DumpStats {
+        self.stats
+    }
+
+    /// The W+X counts so far (all zero for a dump).
+    pub(crate) fn wx_report(&self) -> WxReport {
+        self.wx.map(|(_, state)| state.report).unwrap_or_default()
+    }
 }
 
 /// The body of every format's `dump_with_limits`: walks `range` and prints it in `style`.
@@ -693,43 +730,10 @@ where
     F: Format + ?Sized,
     M: TableMemory + ?Sized,
 {
-    run(out, format, mem, root, range, markers, style, limits, Mode::Dump).map(|(stats, _)| stats)
-}
-
-/// The body of every format's `check_wx_with`: walks `range` and applies
-/// `arch`'s W+X rules, printing only their messages and the verdict.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn check_wx<W, F, M>(
-    out: &mut W,
-    format: &F,
-    mem: &M,
-    root: u64,
-    range: AddrRange,
-    style: Style,
-    arch: WxArch,
-    options: &WxOptions,
-) -> Result<WxReport, fmt::Error>
-where
-    W: Write + ?Sized,
-    F: Format + ?Sized,
-    M: TableMemory + ?Sized,
-{
-    let check = WxCheck {
-        arch,
-        list_all: options.list_all,
-    };
-    run(
-        out,
-        format,
-        mem,
-        root,
-        range,
-        &[],
-        style,
-        options.limits,
-        Mode::CheckWx(check),
-    )
-    .map(|(_, report)| report)
+    let mut notes = Notes::dump(style);
+    notes.walk(out, format, mem, root, range, markers, limits)?;
+    notes.finish(out, markers)?;
+    Ok(notes.stats())
 }
 
 /// Linux's summary line; entries that could not be checked fail the check

@@ -43,7 +43,7 @@ macro_rules! dump_entry_points {
     };
 }
 
-/// Expands to `check_wx` and `check_wx_with` for `format`, judging with the
+/// Expands to `check_wx`, `check_wx_with` and `wx_session` for `format`, judging with the
 /// rules `wx_arch(&format)` returns and printing lines in `style(&format)`.
 /// The attributes given first (the doc comment) go on `check_wx`.
 macro_rules! wx_entry_points {
@@ -76,7 +76,16 @@ macro_rules! wx_entry_points {
             W: ::core::fmt::Write + ?Sized,
             M: ::pagewalk::TableMemory + ?Sized,
         {
-            $crate::engine::check_wx(out, format, mem, root, range, $style(format), $wx_arch(format), options)
+            let mut session = wx_session(format, options);
+            session.feed(out, mem, root, range)?;
+            session.finish(out)
+        }
+
+        /// [`check_wx_with`] in pieces: a session to feed consecutive
+        /// sub-ranges, each one walk bounded by `options.limits`, whose
+        /// output is that of one [`check_wx_with`] over their union.
+        pub fn wx_session(format: &$format, options: &$crate::WxOptions) -> $crate::WxSession<$format> {
+            $crate::WxSession::new(*format, $style(format), $wx_arch(format), options)
         }
     };
 }

@@ -18,12 +18,15 @@ mod engine;
 mod entry_points;
 pub mod ept;
 pub mod npt;
+mod session;
 pub mod stage2;
 pub mod x86;
 
 use core::fmt;
 
 use pagewalk::WalkLimits;
+
+pub use session::WxSession;
 
 /// A named address: when the dump reaches or crosses `addr` it ends the
 /// current line and prints `---[ name ]---`. The first marker is printed at

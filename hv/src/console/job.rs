@@ -1,11 +1,17 @@
 //! One running command, advanced a bounded step at a time.
 //!
-//! `help`, `info`, `wx` and `audit` run in one step. A `ptdump` is cut into
+//! `help`, `info` and `audit` run in one step. A `ptdump` or `wx` is cut into
 //! address slices: before each slice a counting walk finds the address where
 //! the next [`SLICE_TABLES`] tables would be entered, and the slice is dumped
-//! up to there (never across a marker). So one step costs at most two walks of
-//! `SLICE_TABLES` tables (4 KiB each, 512 entries), whatever the tables look like,
-//! and a whole command at most [`MAX_COMMAND_TABLES`] tables.
+//! (never across a marker) or W+X-checked up to there. So one step costs at
+//! most two walks of `SLICE_TABLES` tables (4 KiB each, 512 entries), whatever
+//! the tables look like, and a whole command at most [`MAX_COMMAND_TABLES`]
+//! tables.
+//!
+//! `wx` needs no help to join its slices: ptdump's [`ptdump::WxSession`]
+//! keeps the check's state (the range being merged, the counts, the
+//! first-message flags) from one slice to the next, so the sliced check
+//! prints exactly what one `check_wx_with` over the whole range prints.
 //!
 //! A slice boundary can fall inside what ptdump would print as one line (two
 //! neighbouring blocks with the same attributes). The dump text is therefore
@@ -22,21 +28,21 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::{self, Write};
 
+use pagewalk::arm64::Stage1;
+use pagewalk::x86::X86_64;
 use pagewalk::{walk_with, AddrRange, Flow, Format, Leaf, TableVisit, Visitor, WalkLimits};
-use ptdump::{DumpStats, LineCap, Marker, WxOptions};
+use ptdump::{DumpStats, LineCap, Marker, WxOptions, WxSession};
 
 use super::{
-    parse, Command, ConsoleTarget, ParseError, TableFormat, TableView, Tables, UserRange, Verdict, Views, HELP,
+    parse, Command, ConsoleTarget, ParseError, TableFormat, TableView, Tables, UserRange, Verdict, ViewPart, Views,
+    HELP,
 };
 
 /// Tables one dump step may enter (per walk; a step walks twice).
 pub const SLICE_TABLES: u64 = 32;
-/// Tables one whole `ptdump` may enter by default; past it the dump stops
-/// with a message ([`Job::with_table_limit`] changes it).
+/// Tables one whole `ptdump` or `wx` may enter by default; past it the
+/// command stops with a message ([`Job::with_table_limit`] changes it).
 pub const MAX_COMMAND_TABLES: u64 = 1 << 16;
-/// Tables a `wx` check may enter (it runs in one step; hv's own tables are a
-/// few dozen, a Linux guest's stage-1 about a thousand).
-pub const WX_MAX_TABLES: u64 = 4096;
 /// Deepest table stack any format has (levels -1..=3): the tables a slice
 /// enters on the path down to its first entry.
 const MAX_DEPTH: u64 = 5;
@@ -59,6 +65,7 @@ enum State {
     Refused(ParseError),
     Once(Command),
     Dump(Box<DumpJob>),
+    Wx(Box<WxJob>),
     Finished(Verdict),
 }
 
@@ -68,11 +75,12 @@ impl Job {
         Job::with_table_limit(target, line, MAX_COMMAND_TABLES)
     }
 
-    /// [`Job::new`] with another limit on the tables a whole dump may enter.
+    /// [`Job::new`] with another limit on the tables a whole dump or check may enter.
     pub fn with_table_limit(_target: &dyn ConsoleTarget, line: &str, max_tables: u64) -> Job {
         let state = match parse(line) {
             Err(e) => State::Refused(e),
             Ok(Command::Ptdump { tables, range }) => State::Dump(Box::new(DumpJob::new(tables, range, max_tables))),
+            Ok(Command::Wx { tables }) => State::Wx(Box::new(WxJob::new(tables, max_tables))),
             Ok(other) => State::Once(other),
         };
         Job { state }
@@ -86,16 +94,17 @@ impl Job {
         }
     }
 
-    /// Tables the dump walked so far (0 for other commands).
+    /// Tables the dump or check walked so far (0 for other commands).
     pub fn tables_walked(&self) -> u64 {
         match &self.state {
             State::Dump(dump) => dump.tables_walked(),
+            State::Wx(wx) => wx.tables_walked(),
             _ => 0,
         }
     }
 
     /// Runs one bounded step, writing its output to `out`. `budget` is the
-    /// tables a dump slice may enter (at least [`MAX_DEPTH`] + 1 is used).
+    /// tables a slice may enter (at least [`MAX_DEPTH`] + 1 is used).
     /// An error from `out` ends the command (the session's store is full).
     pub fn step(
         &mut self,
@@ -108,6 +117,7 @@ impl Job {
             State::Refused(e) => writeln!(out, "hv: {e}").map(|_| StepOutcome::Done(Verdict::Failed)),
             State::Once(command) => run_once(*command, target, out).map(StepOutcome::Done),
             State::Dump(dump) => dump.step(target, out, budget.max(MAX_DEPTH + 1)),
+            State::Wx(wx) => wx.step(target, out, budget.max(MAX_DEPTH + 1)),
         };
         match result {
             Ok(StepOutcome::Done(v)) => self.state = State::Finished(v),
@@ -137,13 +147,6 @@ fn run_once(command: Command, target: &dyn ConsoleTarget, out: &mut dyn Write) -
             target.info(out)?;
             Ok(Verdict::Ok)
         }
-        Command::Wx { tables } => {
-            let views = match tables.views(target) {
-                Ok(views) => views,
-                Err(na) => return not_available(out, tables, na.reason),
-            };
-            check_wx(tables, &views, out)
-        }
         Command::AuditS2 => {
             let view = match target.stage2() {
                 Ok(view) => view,
@@ -163,80 +166,259 @@ fn run_once(command: Command, target: &dyn ConsoleTarget, out: &mut dyn Write) -
             };
             Ok(if report.passed() { Verdict::Ok } else { Verdict::Failed })
         }
-        // Dumps never run in one step.
-        Command::Ptdump { .. } => Ok(Verdict::Failed),
+        // Dumps and checks never run in one step.
+        Command::Ptdump { .. } | Command::Wx { .. } => Ok(Verdict::Failed),
+    }
+}
+
+/// A check in progress on one part, with the arch's session.
+enum WxSessionOf {
+    Arm64(WxSession<Stage1>),
+    X86(WxSession<X86_64>),
+}
+
+struct PartCheck {
+    session: WxSessionOf,
+    /// Where the next slice starts, and the end of the part's range.
+    cursor: u128,
+    end: u128,
+}
+
+impl PartCheck {
+    fn tables_walked(&self) -> u64 {
+        match &self.session {
+            WxSessionOf::Arm64(s) => s.tables_walked(),
+            WxSessionOf::X86(s) => s.tables_walked(),
+        }
+    }
+
+    /// Checks `range` of `view`, walking at most `limits`; `false` (and
+    /// nothing done) when the view is no longer of the session's format (the
+    /// guest rewrote its translation registers between two calls).
+    fn feed(
+        &mut self,
+        view: &TableView<'_>,
+        out: &mut dyn Write,
+        range: AddrRange,
+        limits: WalkLimits,
+    ) -> Result<bool, fmt::Error> {
+        let (mem, root) = (view.mem, view.root);
+        match (&mut self.session, &view.format) {
+            (WxSessionOf::Arm64(s), TableFormat::Arm64Stage1(f)) if s.format() == f => {
+                s.feed_with_limits(out, mem, root, range, limits)?
+            }
+            (WxSessionOf::X86(s), TableFormat::X86_64(f)) if s.format() == f => {
+                s.feed_with_limits(out, mem, root, range, limits)?
+            }
+            _ => return Ok(false),
+        };
+        Ok(true)
+    }
+
+    /// Linux's summary line; whether the part passed.
+    fn finish(self, out: &mut dyn Write) -> Result<bool, fmt::Error> {
+        let report = match self.session {
+            WxSessionOf::Arm64(s) => s.finish(out)?,
+            WxSessionOf::X86(s) => s.finish(out)?,
+        };
+        Ok(report.passed())
     }
 }
 
 /// Linux's W+X check on every part Linux would check (for a guest, the
-/// kernel half only), with the arch's messages; fails if any part fails.
-fn check_wx(tables: Tables, views: &Views<'_>, out: &mut dyn Write) -> Result<Verdict, fmt::Error> {
-    let options = WxOptions {
-        list_all: true,
-        limits: WalkLimits {
-            max_tables: WX_MAX_TABLES,
-        },
-    };
-    let mut verdict = Verdict::Ok;
-    let mut checked = 0;
-    for part in views.parts().filter(|p| p.wx) {
-        checked += 1;
+/// kernel half only), with the arch's messages, one slice per step; fails if
+/// any part fails.
+struct WxJob {
+    tables: Tables,
+    max_tables: u64,
+    /// The part being checked (an index into the target's [`Views`]).
+    part: usize,
+    /// Set up when a part's check starts, with its view at hand.
+    check: Option<PartCheck>,
+    /// Tables walked by the parts already finished.
+    walked_before: u64,
+    /// Parts Linux's check covers, met so far.
+    checked: usize,
+    verdict: Verdict,
+}
+
+impl WxJob {
+    fn new(tables: Tables, max_tables: u64) -> WxJob {
+        WxJob {
+            tables,
+            max_tables,
+            part: 0,
+            check: None,
+            walked_before: 0,
+            checked: 0,
+            verdict: Verdict::Ok,
+        }
+    }
+
+    fn tables_walked(&self) -> u64 {
+        self.walked_before + self.check.as_ref().map_or(0, PartCheck::tables_walked)
+    }
+
+    fn fail(&mut self) {
+        self.verdict = Verdict::Failed;
+    }
+
+    /// Moves on to the next part.
+    fn next_part(&mut self) {
+        if let Some(check) = self.check.take() {
+            self.walked_before += check.tables_walked();
+        }
+        self.part += 1;
+    }
+
+    /// Checks the parts one after the other; a step walks one slice at most
+    /// (starting or finishing a part costs no walk).
+    fn step(
+        &mut self,
+        target: &dyn ConsoleTarget,
+        out: &mut dyn Write,
+        budget: u64,
+    ) -> Result<StepOutcome, fmt::Error> {
+        let views = match self.tables.views(target) {
+            Ok(views) => views,
+            Err(na) => return not_available(out, self.tables, na.reason).map(StepOutcome::Done),
+        };
+        let name = self.tables.name();
+        loop {
+            let Some(part) = views.get(self.part) else {
+                return self.finish(out).map(StepOutcome::Done);
+            };
+            if !part.wx {
+                self.part += 1;
+                continue;
+            }
+            let view = match part.tables {
+                Ok(view) => view,
+                Err(na) => {
+                    if self.check.is_none() {
+                        self.checked += 1;
+                        self.header(&views, part, out)?;
+                    }
+                    writeln!(out, "hv: wx {name}: {} not checked: {}", part.name, na.reason)?;
+                    self.fail();
+                    self.next_part();
+                    continue;
+                }
+            };
+            let Some(check) = self.check.as_mut() else {
+                self.checked += 1;
+                self.header(&views, part, out)?;
+                if let Some(note) = part.wx_note {
+                    writeln!(out, "hv: {}", note.text)?;
+                    if note.fails {
+                        self.fail();
+                    }
+                }
+                // hv's console lists every offending range; slices bound the walks.
+                let options = WxOptions {
+                    list_all: true,
+                    limits: WalkLimits::default(),
+                };
+                let session = match &view.format {
+                    TableFormat::Arm64Stage1(f) => WxSessionOf::Arm64(ptdump::arm64::wx_session(f, &options)),
+                    TableFormat::X86_64(f) => WxSessionOf::X86(ptdump::x86::wx_session(f, &options)),
+                    _ => {
+                        writeln!(
+                            out,
+                            "hv: wx: the '{name}' tables are second-stage tables; W+X is checked on stage-1 tables"
+                        )?;
+                        return Ok(StepOutcome::Done(Verdict::Failed));
+                    }
+                };
+                self.check = Some(PartCheck {
+                    session,
+                    cursor: u128::from(part.range.start),
+                    end: end_of(&part.range),
+                });
+                continue;
+            };
+            if check.cursor >= check.end {
+                if let Some(check) = self.check.take() {
+                    self.walked_before += check.tables_walked();
+                    if !check.finish(out)? {
+                        self.fail();
+                    }
+                }
+                self.part += 1;
+                continue;
+            }
+            let rest = AddrRange::new(check.cursor as u64, end_as_option(check.end)).unwrap_or(AddrRange::ALL);
+            let walked = self.walked_before + check.tables_walked();
+            if walked >= self.max_tables {
+                // Nothing more is read: the rest is one entry the check
+                // could not judge, which fails it with Linux's messages.
+                let fed = check.feed(&view, out, rest, WalkLimits { max_tables: 0 })?;
+                writeln!(
+                    out,
+                    "hv: wx {name} stopped after {walked} tables (the limit for one command); the rest is not checked"
+                )?;
+                if !fed {
+                    self.changed(part, out)?;
+                } else if let Some(check) = self.check.take() {
+                    check.finish(out)?;
+                }
+                self.fail();
+                self.next_part();
+                continue;
+            }
+            let slice_end = budget_stop(&view, check.cursor, check.end, budget);
+            let slice = AddrRange::new(check.cursor as u64, end_as_option(slice_end)).unwrap_or(AddrRange::ALL);
+            let limits = WalkLimits {
+                max_tables: budget + MAX_DEPTH,
+            };
+            if !check.feed(&view, out, slice, limits)? {
+                self.changed(part, out)?;
+                self.fail();
+                self.next_part();
+                continue;
+            }
+            check.cursor = slice_end;
+            return Ok(StepOutcome::More);
+        }
+    }
+
+    /// The part's name and range, when there is more than one part.
+    fn header(&self, views: &Views<'_>, part: &ViewPart<'_>, out: &mut dyn Write) -> fmt::Result {
         if views.len() > 1 {
             writeln!(
                 out,
                 "hv: wx {}: Linux's check covers the kernel's mappings: {} {}",
-                tables.name(),
+                self.tables.name(),
                 part.name,
                 part.range
             )?;
         }
-        let view = match part.tables {
-            Ok(view) => view,
-            Err(na) => {
-                writeln!(
-                    out,
-                    "hv: wx {}: {} not checked: {}",
-                    tables.name(),
-                    part.name,
-                    na.reason
-                )?;
-                verdict = Verdict::Failed;
-                continue;
-            }
-        };
-        if let Some(note) = part.wx_note {
-            writeln!(out, "hv: {}", note.text)?;
-            if note.fails {
-                verdict = Verdict::Failed;
-            }
-        }
-        let report = match &view.format {
-            TableFormat::Arm64Stage1(f) => {
-                ptdump::arm64::check_wx_with(out, f, view.mem, view.root, part.range, &options)?
-            }
-            TableFormat::X86_64(f) => ptdump::x86::check_wx_with(out, f, view.mem, view.root, part.range, &options)?,
-            _ => {
-                writeln!(
-                    out,
-                    "hv: wx: the '{}' tables are second-stage tables; W+X is checked on stage-1 tables",
-                    tables.name()
-                )?;
-                return Ok(Verdict::Failed);
-            }
-        };
-        if !report.passed() {
-            verdict = Verdict::Failed;
-        }
+        Ok(())
     }
-    if checked == 0 {
+
+    /// The part's format changed between two steps: what was checked so far
+    /// belongs to other tables, so the part fails unjudged.
+    fn changed(&self, part: &ViewPart<'_>, out: &mut dyn Write) -> fmt::Result {
         writeln!(
             out,
-            "hv: wx {}: no part of these tables holds kernel mappings",
-            tables.name()
-        )?;
-        return Ok(Verdict::Failed);
+            "hv: wx {}: {} changed format during the check (translation registers rewritten); not checked",
+            self.tables.name(),
+            part.name
+        )
     }
-    Ok(verdict)
+
+    /// After the last part: the verdict, or why nothing was checked.
+    fn finish(&mut self, out: &mut dyn Write) -> Result<Verdict, fmt::Error> {
+        if self.checked == 0 {
+            writeln!(
+                out,
+                "hv: wx {}: no part of these tables holds kernel mappings",
+                self.tables.name()
+            )?;
+            return Ok(Verdict::Failed);
+        }
+        Ok(self.verdict)
+    }
 }
 
 /// A marker to print when the dump reaches `pos`.
@@ -549,7 +731,8 @@ fn budget_stop(view: &TableView<'_>, start: u128, end: u128, budget: u64) -> u12
 }
 
 impl TableFormat {
-    pub(crate) fn as_format(&self) -> &dyn Format {
+    /// The format, for a walk.
+    pub fn as_format(&self) -> &dyn Format {
         match self {
             TableFormat::Arm64Stage1(f) => f,
             TableFormat::Arm64Stage2(f) => f,

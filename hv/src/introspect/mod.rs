@@ -19,8 +19,8 @@
 //! stage-2 walk; whatever a guest table points at, hv never reads its own
 //! memory on the guest's behalf, even if a broken stage-2 mapped it.
 //!
-//! The walks are bounded by the console's job (dump slices of
-//! `console::job::SLICE_TABLES` tables, `wx` at most `WX_MAX_TABLES`), so a
+//! The walks are bounded by the console's job (dump and `wx` slices of
+//! `console::job::SLICE_TABLES` tables), so a
 //! hostile guest (cycles, shared subtrees, garbage) costs bounded work per
 //! trap; its bad entries are reported as `BAD` lines and the dump goes on.
 
