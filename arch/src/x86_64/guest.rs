@@ -51,6 +51,7 @@ const SLP_TYP_S5: u64 = 0;
 
 const EFER_LME: u64 = 1 << 8;
 const EFER_LMA: u64 = 1 << 10;
+const CR0_PG: u64 = 1 << 31;
 const EFER_NXE: u64 = 1 << 11;
 /// EFER bits a guest may set: SCE, LME, LMA, NXE, LMSLE, FFXSR, TCE (SVME is hv's).
 const EFER_GUEST_BITS: u64 = 1 | EFER_LME | EFER_LMA | EFER_NXE | 1 << 13 | 1 << 14 | 1 << 15;
@@ -347,7 +348,7 @@ impl<'a> Guest<'a> {
         let value = (self.vmcb.rax() & 0xffff_ffff) | self.regs.rdx << 32;
         let result = match (msr, write) {
             (svm::MSR_EFER, false) => Some(self.vmcb.read64(save::EFER) & !svm::EFER_SVME),
-            (svm::MSR_EFER, true) if value & !EFER_GUEST_BITS == 0 => {
+            (svm::MSR_EFER, true) if value & !EFER_GUEST_BITS == 0 && !self.lme_toggled_while_paging(value) => {
                 // LMA follows LME and CR0.PG; a write does not change it.
                 let lma = self.vmcb.read64(save::EFER) & EFER_LMA;
                 self.vmcb
@@ -366,9 +367,18 @@ impl<'a> Guest<'a> {
                 }
                 self.skip(2);
             }
-            // EFER with reserved or SVME bits, VM_CR writes, VM_HSAVE_PA: #GP as on a CPU without SVM.
+            // EFER with reserved or SVME bits or LME flipped under paging, VM_CR writes,
+            // VM_HSAVE_PA: #GP as on a CPU without SVM.
             None => self.inject(VECTOR_GP, Some(0), interrupted),
         }
+    }
+
+    /// Whether an EFER write flips LME while CR0.PG is set: a #GP on real CPUs,
+    /// and passed through it would hand VMRUN an illegal state (e.g. LME and PG
+    /// without PAE), ending the machine instead of faulting the guest.
+    fn lme_toggled_while_paging(&self, value: u64) -> bool {
+        let paging = self.vmcb.read64(save::CR0) & CR0_PG != 0;
+        paging && (value ^ self.vmcb.read64(save::EFER)) & EFER_LME != 0
     }
 
     /// The guest's state for the console, as the VMCB holds it now.

@@ -59,6 +59,8 @@ pub fn run_all(p: &Platform) {
     check("ptdump-hv", ptdump_hv());
     check("wx-hv", wx_hv());
     check("audit-s2", audit_s2());
+    #[cfg(target_arch = "x86_64")]
+    check("efer-lme-toggle-faults", crate::arch::efer_lme_toggle_faults());
 }
 
 fn with_hv(p: &Platform, f: fn(&Platform, Range) -> Outcome) -> Outcome {

@@ -123,8 +123,20 @@ tg_entry64:
     call    tg_main_x86_64
     ud2
 
-    /* tg_vmmcall(id, a1, a2, a3, a4, out): RAX, RBX, RCX, RDX, RSI in; RAX..RDX out. */
+    /* tg_wrmsr(msr, value): WRMSR; a #GP is caught and skipped (see tg_interrupt). */
     .text
+    .global tg_wrmsr
+tg_wrmsr:
+    mov     %edi, %ecx
+    mov     %rsi, %rax
+    mov     %rsi, %rdx
+    shr     $32, %rdx
+    .global tg_wrmsr_insn
+tg_wrmsr_insn:
+    wrmsr
+    ret
+
+    /* tg_vmmcall(id, a1, a2, a3, a4, out): RAX, RBX, RCX, RDX, RSI in; RAX..RDX out. */
     .global tg_vmmcall
 tg_vmmcall:
     push    %rbx
@@ -386,6 +398,8 @@ tg_setup_lm64_ptr:
 extern "C" {
     fn tg_vmmcall(id: u64, a1: u64, a2: u64, a3: u64, a4: u64, out: *mut [u64; 4]);
     static tg_vmmcall_insn: u8;
+    fn tg_wrmsr(msr: u32, value: u64);
+    static tg_wrmsr_insn: u8;
     static tg_isr_stubs: u8;
 }
 
@@ -410,6 +424,7 @@ struct Frame {
 }
 
 const VECTOR_UD: u64 = 6;
+const VECTOR_GP: u64 = 13;
 const VECTOR_PF: u64 = 14;
 
 #[no_mangle]
@@ -418,6 +433,12 @@ extern "C" fn tg_interrupt(frame: &mut Frame) {
     if frame.vector == VECTOR_UD && frame.rip == addr_of!(tg_vmmcall_insn) as u64 {
         TRAPPED.set(true);
         frame.rip += 3;
+        return;
+    }
+    // A refused WRMSR (tg_wrmsr): #GP, skipped.
+    if frame.vector == VECTOR_GP && frame.rip == addr_of!(tg_wrmsr_insn) as u64 {
+        TRAPPED.set(true);
+        frame.rip += 2;
         return;
     }
     let cr2 = if frame.vector == VECTOR_PF {
@@ -504,6 +525,39 @@ pub fn hypercall(id: u64, args: [u64; 4]) -> Option<[u64; 4]> {
     // SAFETY: tg_vmmcall issues VMMCALL and stores RAX..RDX into `out`; a #UD is caught and skipped.
     unsafe { tg_vmmcall(id, args[0], args[1], args[2], args[3], &mut out) };
     (!TRAPPED.get()).then_some(out)
+}
+
+fn rdmsr(msr: u32) -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: RDMSR at CPL0 of an MSR every x86-64 CPU has.
+    unsafe { asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack)) };
+    u64::from(hi) << 32 | u64::from(lo)
+}
+
+/// WRMSR; `false` when it raised #GP (caught and skipped).
+fn wrmsr(msr: u32, value: u64) -> bool {
+    TRAPPED.set(false);
+    // SAFETY: tg_wrmsr writes the MSR; a #GP is caught and skipped by tg_interrupt.
+    unsafe { tg_wrmsr(msr, value) };
+    !TRAPPED.get()
+}
+
+const MSR_EFER: u32 = 0xc000_0080;
+const EFER_LME: u64 = 1 << 8;
+
+/// Flipping EFER.LME while paging is on is a #GP on real CPUs; hv must refuse
+/// it the same way instead of running the guest into an illegal state.
+pub fn efer_lme_toggle_faults() -> crate::console::Outcome {
+    let efer = rdmsr(MSR_EFER);
+    crate::ensure!(efer & EFER_LME != 0, "EFER {efer:#x} has no LME in long mode");
+    crate::ensure!(wrmsr(MSR_EFER, efer), "rewriting EFER unchanged ({efer:#x}) faulted");
+    crate::ensure!(
+        !wrmsr(MSR_EFER, efer & !EFER_LME),
+        "clearing EFER.LME with paging on did not #GP"
+    );
+    let after = rdmsr(MSR_EFER);
+    crate::ensure!(after == efer, "EFER changed from {efer:#x} to {after:#x}");
+    Ok(())
 }
 
 /// The function id hv decodes from RAX: ids above 32 bits are unknown.
