@@ -2,48 +2,12 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
-
+use common::cli::*;
 use common::*;
 use pagewalk::arm64::{Half, Regime, Stage1, Stage2};
 use pagewalk::ept::Ept;
 use pagewalk::x86::X86_64;
 use pagewalk::{Access, Format, MapAttrs, MemType};
-
-/// An image file removed when dropped.
-struct Image(PathBuf);
-
-impl Image {
-    fn write(name: &str, arena: &mm::Arena) -> Image {
-        let path = std::env::temp_dir().join(format!("ptdump-cli-{}-{name}.raw", std::process::id()));
-        std::fs::write(&path, arena.bytes()).unwrap();
-        Image(path)
-    }
-    fn path(&self) -> &str {
-        self.0.to_str().unwrap()
-    }
-}
-
-impl Drop for Image {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-fn ptdump(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ptdump")).args(args).output().unwrap()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8(o.stdout.clone()).unwrap()
-}
-fn stderr(o: &Output) -> String {
-    String::from_utf8(o.stderr.clone()).unwrap()
-}
-
-/// TCR_EL1: 48-bit VAs in both halves, 4K granules.
-const TCR_48: u64 = 16 | (16 << 16) | (0b10 << 30);
 
 #[test]
 fn aarch64_dump_and_failed_wx_check() {
@@ -70,7 +34,7 @@ fn aarch64_dump_and_failed_wx_check() {
         0x2000,
         &rwx,
     );
-    let image = Image::write("aarch64", &arena);
+    let image = TempFile::new("aarch64.raw", arena.bytes());
 
     // ASID bits in the TTBR are ignored.
     let ttbr1 = format!("{:#x}", root | (5 << 48));
@@ -118,7 +82,7 @@ fn x86_64_dump_and_passed_wx_check() {
         0x20_0000,
         &rx,
     );
-    let image = Image::write("x86", &arena);
+    let image = TempFile::new("x86.raw", arena.bytes());
     // PCID bits in CR3 are ignored.
     let cr3 = format!("{:#x}", root | 0x5);
     let o = ptdump(&["--arch", "x86_64", "--base", "0x40000000", "--cr3", &cr3, image.path()]);
@@ -143,7 +107,7 @@ fn stage2_and_ept_dumps() {
     let root = mm::TableBuilder::new(&format, &mut arena).unwrap().root().0;
     let rw = MapAttrs::new(Access::READ | Access::WRITE, MemType::Normal);
     map(&format, &mut arena, root, 0x8000_0000, 0x4000_0000, 0x20_0000, &rw);
-    let image = Image::write("stage2", &arena);
+    let image = TempFile::new("stage2.raw", arena.bytes());
     let vtcr = format!("{:#x}", format.vtcr_geometry());
     let vttbr = format!("{:#x}", root | (3 << 48));
     let args = [
@@ -177,7 +141,7 @@ fn stage2_and_ept_dumps() {
     let mut arena = common::arena();
     let root = mm::TableBuilder::new(&format, &mut arena).unwrap().root().0;
     map(&format, &mut arena, root, 0, 0x4000_0000, 0x1000, &rw);
-    let image = Image::write("ept", &arena);
+    let image = TempFile::new("ept.raw", arena.bytes());
     // EPTP: WB paging-structure memory type (6), walk length 4 (3 in bits 5:3).
     let eptp = format!("{:#x}", root | 6 | (3 << 3));
     let o = ptdump(&[
@@ -210,7 +174,7 @@ fn bad_entries_make_the_exit_status_1() {
     let root = mm::TableBuilder::new(&format, &mut arena).unwrap().root().0;
     // A table pointer past the end of the image.
     pagewalk::TableMemoryMut::write_u64(&mut arena, root, 0x7000_0000 | 3).unwrap();
-    let image = Image::write("bad", &arena);
+    let image = TempFile::new("bad.raw", arena.bytes());
     let cr3 = format!("{root:#x}");
     let o = ptdump(&[
         "--arch",
@@ -234,7 +198,7 @@ fn bad_entries_make_the_exit_status_1() {
 #[test]
 fn errors_are_reported_clearly() {
     let arena = arena();
-    let image = Image::write("errors", &arena);
+    let image = TempFile::new("errors.raw", arena.bytes());
     let img = image.path();
     let cases: &[(&[&str], &str)] = &[
         (&["--base", "0", img], "--arch is required"),

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::cli::*;
 use common::*;
 use pagewalk::arm64::{Half, Regime, Stage1};
 use pagewalk::x86::X86_64;
@@ -157,37 +158,6 @@ const CR4_PAE: u64 = 0x20;
 const CR4_LA57: u64 = 1 << 12;
 
 // ---- running the CLI ----
-
-/// A temporary file removed when dropped.
-struct TempFile(PathBuf);
-
-impl TempFile {
-    fn new(name: &str, bytes: &[u8]) -> TempFile {
-        let path = std::env::temp_dir().join(format!("ptdump-elf-{}-{name}", std::process::id()));
-        std::fs::write(&path, bytes).unwrap();
-        TempFile(path)
-    }
-    fn path(&self) -> &str {
-        self.0.to_str().unwrap()
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-fn ptdump(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ptdump")).args(args).output().unwrap()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8(o.stdout.clone()).unwrap()
-}
-fn stderr(o: &Output) -> String {
-    String::from_utf8(o.stderr.clone()).unwrap()
-}
 
 fn hex(v: u64) -> String {
     format!("{v:#x}")
@@ -436,9 +406,6 @@ fn a_missing_segment_is_unreadable_and_a_zero_tail_reads_as_zeros() {
     assert!(stdout(&o).contains("is not readable"), "{}", stdout(&o));
 }
 
-/// TCR_EL1: 48-bit VAs in both halves, 4K granules.
-const TCR_48: u64 = 16 | (16 << 16) | (0b10 << 30);
-
 #[test]
 fn arm64_core_needs_its_system_registers_on_the_command_line() {
     let format = Stage1::new(48, Half::Upper, Regime::El1And0).unwrap();
@@ -538,7 +505,7 @@ fn truncated_cores_fail_cleanly() {
     // Every cut inside the headers and notes, then a few in the memory.
     let cuts = (0..=headers).chain((headers..core.len()).step_by(1000));
     for len in cuts {
-        std::fs::write(&file.0, &core[..len]).unwrap();
+        file.rewrite(&core[..len]);
         let o = ptdump(&["--arch", "x86_64", "--elf", file.path()]);
         let what = format!("cut at {len} of {}", core.len());
         assert_clean_exit(&o, &what);
@@ -574,7 +541,7 @@ fn corrupted_header_bytes_never_panic() {
                 continue;
             }
             bad[at] = value;
-            std::fs::write(&file.0, &bad).unwrap();
+            file.rewrite(&bad);
             let o = ptdump(&["--arch", "x86_64", "--elf", file.path()]);
             assert_clean_exit(&o, &format!("byte {at} = {value:#x}"));
         }
@@ -694,7 +661,7 @@ fn malformed_cores_are_reported_clearly() {
     ];
     let file = TempFile::new("malformed.elf", &[]);
     for (what, bytes, message) in &cases {
-        std::fs::write(&file.0, bytes).unwrap();
+        file.rewrite(bytes);
         let o = ptdump(&["--arch", "x86_64", "--elf", file.path()]);
         assert_eq!(o.status.code(), Some(2), "{what}: {}", stderr(&o));
         assert!(stderr(&o).contains(message), "{what}: {}", stderr(&o));
@@ -703,13 +670,13 @@ fn malformed_cores_are_reported_clearly() {
 
     // Notes that cannot be read do not stop a walk with an explicit --cr3.
     let bad = edit(&|c| put(c, EHDR_SIZE + 2 * PHDR_SIZE, &u32::MAX.to_le_bytes()));
-    std::fs::write(&file.0, bad).unwrap();
+    file.rewrite(&bad);
     let o = ptdump(&["--arch", "x86_64", "--elf", file.path(), "--cr3", &hex(root)]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(stderr(&o).contains("warning: PT_NOTE 0: "), "{}", stderr(&o));
 
     // Command-line mistakes around --elf.
-    std::fs::write(&file.0, &core).unwrap();
+    file.rewrite(&core);
     let cases: &[(&[&str], &str)] = &[
         (
             &["--arch", "x86_64", "--elf", file.path(), "--base", "0"],

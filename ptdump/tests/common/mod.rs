@@ -2,6 +2,8 @@
 //! with `pagewalk::walk`, and patch raw bits the builder cannot express.
 #![allow(dead_code)]
 
+pub mod cli;
+
 use mm::{Arena, TableBuilder};
 use pagewalk::{
     walk, AddrRange, Flow, Format, Leaf, Level, MapAttrs, TableMemory, TableMemoryMut, TableVisit, Visitor,
